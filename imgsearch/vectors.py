@@ -1,0 +1,173 @@
+"""Stage 5: one FAISS index file per model, kept in step with the SQLite truth.
+
+The FAISS id of a vector is the SQLite id of its image (IndexIDMap2), so deletions and
+updates remove exactly the right vectors. Files are written atomically (temp + fsync +
+rename): a reader or a crash sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import faiss
+import numpy as np
+
+from .errors import IndexCorrupt, UsageError
+from .store import ModelRow, Store
+
+DEFAULT_FACTORY = "Flat"  # exact inner product: the truth that ANN indexes are measured against
+
+
+def new_index(factory: str, dim: int) -> faiss.Index:
+    try:
+        inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise UsageError(f"bad FAISS index_factory string {factory!r}: {_faiss_reason(e)}") from None
+    return faiss.IndexIDMap2(inner)
+
+
+def validate_factory(factory: str, dim: int = 64) -> str:
+    new_index(factory, dim)
+    return factory
+
+
+def _faiss_reason(e: Exception) -> str:
+    text = str(e)
+    for line in text.splitlines():
+        if "Error" in line and ":" in line:
+            return line.split(":")[-1].strip() or text.splitlines()[0]
+    return text.splitlines()[0] if text else e.__class__.__name__
+
+
+class VectorIndex:
+    """A FAISS index whose ids are image ids, and the generation of the store it reflects."""
+
+    def __init__(self, index: faiss.Index, factory: str, generation: int = -1):
+        self.index = index
+        self.factory = factory
+        self.generation = generation
+
+    @classmethod
+    def empty(cls, factory: str, dim: int) -> "VectorIndex":
+        return cls(new_index(factory, dim), factory)
+
+    @classmethod
+    def read(cls, path: str, factory: str) -> "VectorIndex":
+        try:
+            index = faiss.read_index(path)
+        except RuntimeError as e:
+            raise IndexCorrupt(
+                f"FAISS index {path} is unreadable ({_faiss_reason(e)}); delete it and run "
+                "`imgsearch check --repair` to rebuild it from the database"
+            ) from None
+        return cls(index, factory)
+
+    @property
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    @property
+    def dim(self) -> int:
+        return self.index.d
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not self.index.is_trained:
+            self.index.train(vectors)
+        self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> bool:
+        """False when this index type cannot remove (HNSW): the caller rebuilds instead."""
+        if len(ids) == 0:
+            return True
+        try:
+            self.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+        except RuntimeError:
+            return False
+        return True
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        return self.index.search(queries, min(k, max(self.ntotal, 1)))
+
+    def write(self, path: str) -> None:
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".faiss", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(faiss.serialize_index(self.index).tobytes())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def index_path(store: Store, model: ModelRow) -> str:
+    return os.path.join(store.index_dir, model.index_file)
+
+
+def load_synced(store: Store, model: ModelRow) -> tuple[VectorIndex, bool]:
+    """The model's FAISS index, brought up to date with the store; True if it changed."""
+    path = index_path(store, model)
+    if os.path.exists(path):
+        vi = VectorIndex.read(path, model.factory)
+        if vi.dim != model.dim:
+            raise IndexCorrupt(f"FAISS index {path} has dimension {vi.dim}, expected {model.dim}; "
+                               "delete it and run `imgsearch check --repair`")
+        vi.generation = model.faiss_generation
+    else:
+        vi = VectorIndex.empty(model.factory, model.dim)
+    return vi, sync(store, model, vi)
+
+
+def sync(store: Store, model: ModelRow, vi: VectorIndex) -> bool:
+    """Apply to vi every change the store committed after vi.generation."""
+    with store.atomic():  # one read snapshot: a writer committing meanwhile is seen next time
+        generation = store.model(model.spec).generation
+        if vi.generation == generation:
+            return False
+        if not vi.index.is_trained:
+            rebuild(store, model, vi)
+            return True
+        present = vi.ids()
+        stored = store.embedding_ids(model.id)
+        fresh_ids, fresh_vectors = store.embeddings_since(model.id, model.dim, vi.generation)
+    # Drop ids no longer stored, and re-add every row written since vi's generation
+    # (an update keeps its image id but has a new vector).
+    stale = np.union1d(np.setdiff1d(present, stored), np.intersect1d(present, fresh_ids))
+    if not vi.remove(stale):
+        rebuild(store, model, vi)
+    else:
+        vi.add(fresh_ids, fresh_vectors)
+    vi.generation = generation
+    return True
+
+
+def rebuild(store: Store, model: ModelRow, vi: VectorIndex) -> None:
+    """From scratch out of the store: for index types that cannot remove or need training."""
+    with store.atomic():
+        generation = store.model(model.spec).generation
+        ids, vectors = store.embeddings_since(model.id, model.dim, -1)
+    vi.index = new_index(model.factory, model.dim)
+    if len(ids) and not vi.index.is_trained:
+        try:
+            vi.index.train(vectors)
+        except RuntimeError as e:
+            raise UsageError(f"cannot train FAISS index {model.factory!r} on {len(ids)} vectors: "
+                             f"{_faiss_reason(e)}; use a smaller index type or Flat") from None
+    vi.add(ids, vectors)
+    vi.generation = generation
+
+
+def save(store: Store, model: ModelRow, vi: VectorIndex) -> None:
+    vi.write(index_path(store, model))
+    store.set_faiss_generation(model.id, vi.generation)

@@ -1,0 +1,81 @@
+"""Shared fixtures: offline settings, tiny random-initialised models, real sample photos."""
+
+import os
+
+# Hub look-ups fail here; offline mode makes them fail at once instead of after retries.
+# Set before anything imports huggingface_hub, which reads these at import time.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("IMGSEARCH_CACHE_DIR", os.path.join(os.path.dirname(__file__), ".cache"))
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+import matplotlib.cbook  # noqa: E402
+import open_clip  # noqa: E402
+import pytest  # noqa: E402
+import skimage.data  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+TINY_OPENCLIP_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+def save_tiny_openclip(folder, seed: int = 0) -> str:
+    """A random-initialised open_clip model in open_clip's local-dir layout."""
+    os.makedirs(folder, exist_ok=True)
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_OPENCLIP_CFG)
+    with open(os.path.join(folder, "open_clip_config.json"), "w") as f:
+        json.dump({"model_cfg": TINY_OPENCLIP_CFG, "preprocess_cfg": {"size": 32}}, f)
+    torch.save(model.state_dict(), os.path.join(folder, "open_clip_pytorch_model.bin"))
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_openclip(tmp_path_factory) -> str:
+    """Spec string of a tiny open_clip model saved locally."""
+    return "openclip:local-dir:" + save_tiny_openclip(tmp_path_factory.mktemp("tiny-openclip-a"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_openclip_b(tmp_path_factory) -> str:
+    return "openclip:local-dir:" + save_tiny_openclip(tmp_path_factory.mktemp("tiny-openclip-b"), seed=1)
+
+
+SAMPLE_PHOTOS = {
+    "cat.png": skimage.data.chelsea,
+    "astronaut.png": skimage.data.astronaut,
+    "coffee.png": skimage.data.coffee,
+    "rocket.png": skimage.data.rocket,
+    "camera.png": skimage.data.camera,
+    "coins.png": skimage.data.coins,
+}
+
+
+def write_sample_photos(folder) -> dict[str, str]:
+    """Real photos that ship inside installed packages, written as files; name -> path."""
+    os.makedirs(folder, exist_ok=True)
+    paths = {}
+    for name, load in SAMPLE_PHOTOS.items():
+        path = os.path.join(folder, name)
+        Image.fromarray(load()).save(path)
+        paths[name] = path
+    hopper = os.path.join(folder, "grace_hopper.jpg")
+    shutil.copy(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), hopper)
+    paths["grace_hopper.jpg"] = hopper
+    return paths
+
+
+@pytest.fixture
+def photos(tmp_path) -> dict[str, str]:
+    return write_sample_photos(tmp_path / "photos")
+
+
+@pytest.fixture
+def index_dir(tmp_path) -> str:
+    return str(tmp_path / "indexes")
