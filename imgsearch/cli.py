@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 from tqdm import tqdm
 
 from . import __version__
+from .datasets import load_dataset
+from .demo import DEMO_MODELS, run_demo
 from .errors import ImgsearchError, UsageError
+from .evaluate import DEFAULT_KS, evaluate
 from .files import display_path
 from .indexer import default_index_dir, index_folder
 from .models import list_models
 from .models.base import PRECISIONS
+from .report import summary_rows, write_report
 from .search import Searcher, check_k
 from .store import Store
 
@@ -127,6 +132,64 @@ def search(query, image_path, model, k, index_dir, precision, as_json):
         click.echo(f"{r['rank']:>3}  {r['score']:.4f}  {display_path(r['path'])}")
     if not result.results:
         click.echo("no results (is the index empty?)", err=True)
+
+
+@cli.command("eval")
+@click.option("--dataset", "-d", required=True, metavar="SPEC",
+              help="captions/qrels/pairs .jsonl, COCO or Karpathy .json, a class-folder tree, or 'tuxpaint'.")
+@model_option
+@click.option("-k", "ks", multiple=True, type=int, help="Recall cut-offs (repeatable) [default: 1 5 10].")
+@click.option("--split", default="test", show_default=True, help="Karpathy split to use.")
+@click.option("--lang", default="en", show_default=True, help="Caption language (tuxpaint translations).")
+@click.option("--template", default="a photo of a {label}", show_default=True, help="Class-folder query template.")
+@click.option("--index-dir", type=click.Path(file_okay=False), default=None,
+              help="Index dir for the dataset's images [default: a dedicated one under ./indexes/eval].")
+@click.option("--index-type", "factory", default=None, metavar="FACTORY", help="FAISS index_factory string.")
+@precision_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Report folder [default: reports/<dataset>-<time>].")
+@json_option
+def eval_command(dataset, models, ks, split, lang, template, index_dir, factory, precision, out_dir, as_json):
+    """Measure recall@k and latency of each model on a labelled dataset; write a report."""
+    if not models:
+        raise UsageError("name at least one model: --model SPEC (see: imgsearch models)")
+    for k in ks:
+        check_k(k)
+    data = load_dataset(dataset, split=split, lang=lang, template=template)
+    results = evaluate(data, list(models), index_dir, ks=tuple(ks) or DEFAULT_KS, factory=factory,
+                       precision=precision, progress=progress_bar, status=status_line)
+    paths = write_report(results, out_dir)
+    summary = {"dataset": results["dataset"], "report": paths, "models": summary_rows(results)}
+    if as_json:
+        echo_json(summary)
+        return
+    for row in summary["models"]:
+        recalls = "  ".join(f"{k[4:]} {v:.3f}" for k, v in row.items() if k.startswith("t2i_recall@"))
+        click.echo(f"{row['model']}: {recalls}  p50 {row['total_p50_ms']:.1f} ms")
+    click.echo(f"report: {paths['report.html']}")
+
+
+@cli.command()
+@index_dir_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Report folder.")
+@json_option
+def demo(index_dir, out_dir, as_json):
+    """Run the whole flow offline: index a captioned collection with two offline models, search, report."""
+    result = run_demo(index_dir, out_dir, progress=progress_bar, status=status_line)
+    if as_json:
+        echo_json(result)
+        return
+    for search in result["searches"]:
+        top = ", ".join(f"{os.path.basename(r['path'])} ({r['score']:.3f})" for r in search["results"])
+        click.echo(f"{search['model']}  {search['query']!r}: {top}")
+    for spec, recall in result["recall"].items():
+        click.echo(f"{spec}: " + "  ".join(f"{k} {v:.3f}" for k, v in recall.items()))
+    click.echo(f"report: {result['report']['report.html']}")
+    click.echo(f"next: imgsearch search 'a cat' --model {DEMO_MODELS[0]}   or   imgsearch serve")
+
+
+def status_line(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def main() -> None:

@@ -125,11 +125,15 @@ def index_folder(
     batch_size: int = 32,
     workers: int | None = None,
     progress: Progress = NullProgress,
+    include: Callable[[str], bool] | None = None,
 ) -> IndexReport:
+    """Index every image under root (or those include(path) accepts) with every model."""
     specs = list(dict.fromkeys(resolve(s) for s in model_specs))
     index_dir = os.path.abspath(index_dir or default_index_dir())
     root = os.path.abspath(os.path.expanduser(root))
     entries = list(scan(root))  # raises UsageError for a missing folder before anything is written
+    if include is not None:
+        entries = [e for e in entries if include(e.path)]
     models = [get_model(s, device=device, precision=precision) for s in specs]
     report = IndexReport(root, index_dir, [m.spec for m in models], embedded={m.spec: 0 for m in models})
     started = time.perf_counter()

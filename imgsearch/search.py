@@ -64,6 +64,9 @@ class Searcher:
             self._query_cache[text] = vector
         return vector
 
+    def clear_cache(self) -> None:
+        self._query_cache.clear()
+
     def text(self, query: str, k: int = 10) -> SearchResult:
         if not query.strip():
             raise UsageError("empty query")

@@ -9,14 +9,12 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("IMGSEARCH_CACHE_DIR", os.path.join(os.path.dirname(__file__), ".cache"))
 
 import json  # noqa: E402
-import shutil  # noqa: E402
 
-import matplotlib.cbook  # noqa: E402
 import open_clip  # noqa: E402
 import pytest  # noqa: E402
-import skimage.data  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+
+from imgsearch.samples import write_samples  # noqa: E402
 
 TINY_OPENCLIP_CFG = {
     "embed_dim": 32,
@@ -47,33 +45,13 @@ def tiny_openclip_b(tmp_path_factory) -> str:
     return "openclip:local-dir:" + save_tiny_openclip(tmp_path_factory.mktemp("tiny-openclip-b"), seed=1)
 
 
-SAMPLE_PHOTOS = {
-    "cat.png": skimage.data.chelsea,
-    "astronaut.png": skimage.data.astronaut,
-    "coffee.png": skimage.data.coffee,
-    "rocket.png": skimage.data.rocket,
-    "camera.png": skimage.data.camera,
-    "coins.png": skimage.data.coins,
-}
-
-
-def write_sample_photos(folder) -> dict[str, str]:
-    """Real photos that ship inside installed packages, written as files; name -> path."""
-    os.makedirs(folder, exist_ok=True)
-    paths = {}
-    for name, load in SAMPLE_PHOTOS.items():
-        path = os.path.join(folder, name)
-        Image.fromarray(load()).save(path)
-        paths[name] = path
-    hopper = os.path.join(folder, "grace_hopper.jpg")
-    shutil.copy(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), hopper)
-    paths["grace_hopper.jpg"] = hopper
-    return paths
+PHOTO_NAMES = ["cat.png", "astronaut.png", "coffee.png", "rocket.png", "camera.png", "coins.png", "grace_hopper.jpg"]
 
 
 @pytest.fixture
 def photos(tmp_path) -> dict[str, str]:
-    return write_sample_photos(tmp_path / "photos")
+    """Seven real photos (imgsearch.samples) in a fresh folder; name -> path."""
+    return write_samples(str(tmp_path / "photos"), PHOTO_NAMES)
 
 
 @pytest.fixture

@@ -1,0 +1,283 @@
+"""Stage 7: run a labelled query set through each model's real index; measure quality and cost.
+
+Every query goes through the path users run (encode -> FAISS -> metadata) at batch size 1.
+Recall@k and nDCG@10 are read off that real top-k, so an approximate index shows its loss;
+the first relevant rank (MRR, mean and median rank) is taken over the whole collection from
+exact scores on the stored vectors. With the default exact index the two agree (up to ties).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+from typing import Callable
+
+import numpy as np
+
+from . import metrics
+from .datasets import EvalSet
+from .errors import UsageError
+from .indexer import NullProgress, default_index_dir, index_folder
+from .models import get_model, resolve, slug
+from .search import Searcher
+from .store import Store
+from .vectors import index_path
+
+DEFAULT_KS = (1, 5, 10)
+WARMUP_QUERIES = 5
+THROUGHPUT_SAMPLE = 64  # images re-embedded in a scratch index when the real one was up to date
+
+
+def eval_index_dir(dataset: EvalSet) -> str:
+    """By default an eval collection gets its own index dir, never mixed with the user's photos."""
+    return os.path.join(default_index_dir(), "eval", slug(f"{dataset.format}:{dataset.root}"))
+
+
+def evaluate(
+    dataset: EvalSet,
+    model_specs: list[str],
+    index_dir: str | None = None,
+    *,
+    ks: tuple[int, ...] = DEFAULT_KS,
+    factory: str | None = None,
+    precision: str = "fp32",
+    progress=NullProgress,
+    status: Callable[[str], None] = lambda line: None,
+) -> dict:
+    ks = tuple(sorted(set(ks)))
+    for k in ks:
+        if k < 1:
+            raise UsageError(f"-k must be a positive integer, got {k}")
+    if not dataset.queries:
+        raise UsageError(f"{dataset.name}: no queries")
+    index_dir = index_dir or eval_index_dir(dataset)
+    specs = list(dict.fromkeys(resolve(s) for s in model_specs))
+    results = {
+        "dataset": {
+            "name": dataset.name, "format": dataset.format, "root": dataset.root, "lang": dataset.lang,
+            "split": dataset.split, "images": len(dataset.images), "queries": len(dataset.queries),
+            "captioned_images": len(dataset.captions_per_image), "pairs": len(dataset.pairs),
+            "notes": dataset.notes,
+        },
+        "ks": list(ks),
+        "index_dir": index_dir,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "definitions": DEFINITIONS,
+        "models": [],
+    }
+    for spec in specs:
+        status(f"evaluating {spec}")
+        results["models"].append(
+            _evaluate_model(dataset, spec, index_dir, ks, factory, precision, progress, status)
+        )
+    return results
+
+
+DEFINITIONS = {
+    "t2i_recall@k": "text->image: each query scores 1 if any relevant image is in its top-k of the real "
+                    "search; mean over all queries (an image with 5 captions gives 5 queries)",
+    "i2t_recall@k": "image->text: each captioned image scores 1 if any of its captions is in its top-k; "
+                    "mean over images",
+    "mrr": "mean over queries of 1 / rank of the first relevant image over the whole collection",
+    "ndcg@10": "binary gains on the real top-10, ideal DCG from min(#relevant, 10)",
+    "mean_rank / median_rank": "of the first relevant image over the whole collection (1-based); "
+                               "ties count against the model",
+    "pairwise_accuracy": "share of pairs where sim(image, positive) > max sim(image, negatives)",
+    "ann_recall@k": "k-recall@k of the index's top-k against exact search on the same vectors",
+    "latency_ms": "per query at batch size 1 after warm-up queries; percentiles by linear interpolation",
+}
+
+
+def _evaluate_model(dataset, spec, index_dir, ks, factory, precision, progress, status) -> dict:
+    t0 = time.perf_counter()
+    model = get_model(spec, precision=precision)
+    load_s = time.perf_counter() - t0
+    rss_after_load = _rss_mb()
+
+    wanted = set(dataset.images)
+    report = index_folder(_common_root(dataset.images), [spec], index_dir, factory=factory,
+                          precision=precision, progress=progress, include=wanted.__contains__)
+    missing = len(dataset.images) - _count_indexed(index_dir, spec, dataset.images)
+    if missing:
+        status(f"{spec}: {missing} dataset images could not be indexed (see `imgsearch index` summary)")
+    indexing = _indexing_throughput(report, spec, dataset, precision)
+
+    searcher = Searcher(spec, index_dir, precision=precision)
+    vectors, present = _collection_vectors(searcher, dataset.images)
+    relevant = [{i for i in rel if present[i]} for rel in dataset.relevant_indices()]
+    usable = [q for q, rel in enumerate(relevant) if rel]
+    if not usable:
+        raise UsageError(f"{spec}: no query has a relevant image in the index")
+    k_max = max(max(ks), 10)
+
+    status(f"{spec}: {len(usable)} queries through the real search path")
+    for q in usable[:WARMUP_QUERIES]:
+        searcher.text(dataset.queries[q].text, k_max)
+    searcher.clear_cache()  # measured queries must encode, as a new user's would
+    per_query, timings = [], {"encode": [], "search": [], "metadata": [], "total": []}
+    bar = progress(total=len(usable), desc="queries")
+    for q in usable:
+        result = searcher.text(dataset.queries[q].text, k_max)
+        for key in timings:
+            timings[key].append(result.timing_ms[key])
+        per_query.append({
+            "query": dataset.queries[q].text,
+            "relevant": sorted(dataset.images[i] for i in relevant[q]),
+            "topk": [r["path"] for r in result.results],
+            "timing_ms": {k: round(v, 4) for k, v in result.timing_ms.items()},
+        })
+        bar.update(1)
+    bar.close()
+
+    t1 = time.perf_counter()
+    query_vectors = model.embed_documents([dataset.queries[q].text for q in usable])
+    encode_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    _, ann_ids = searcher.vi.search(query_vectors, k_max)
+    search_s = time.perf_counter() - t2
+
+    exact_ranks = _first_ranks(query_vectors, vectors, [relevant[q] for q in usable])
+    for record, rank in zip(per_query, exact_ranks):
+        record["first_relevant_rank"] = int(rank)
+
+    summary = {
+        "spec": spec,
+        "family": model.family,
+        "dim": model.dim,
+        "device": model.device,
+        "precision": precision,
+        "factory": searcher.row.factory,
+        "t2i": t2i_metrics(per_query, ks),
+        "latency_ms": {key: metrics.latency_summary(v) for key, v in timings.items()},
+        "batched": {
+            "queries": len(usable),
+            "encode_qps": len(usable) / encode_s if encode_s else None,
+            "search_qps": len(usable) / search_s if search_s else None,
+            "qps": len(usable) / (encode_s + search_s) if encode_s + search_s else None,
+        },
+        "cost": {
+            "load_s": load_s,
+            "indexing": indexing,
+            "index_bytes": os.path.getsize(index_path(searcher.store, searcher.row)),
+            "vector_bytes": int(vectors[present].nbytes),
+            "rss_mb_after_load": rss_after_load,
+            "peak_rss_mb": _peak_rss_mb(),
+        },
+        "images_indexed": int(present.sum()),
+        "queries": per_query,
+    }
+    if searcher.row.factory != "Flat":
+        exact_top = np.argsort(-(query_vectors @ vectors[present].T), axis=1)[:, :k_max]
+        ids = np.asarray(_image_ids(searcher, dataset.images))[present]
+        summary["ann_recall@k"] = {
+            f"@{k}": metrics.ann_recall_at_k(ann_ids, ids[exact_top], k) for k in ks
+        }
+    if dataset.captions_per_image:
+        summary["i2t"] = _i2t(dataset, vectors, present, model, ks)
+    if dataset.pairs:
+        summary["pairwise_accuracy"] = _pairwise(dataset, vectors, model)
+    searcher.close()
+    return summary
+
+
+def t2i_metrics(per_query: list[dict], ks) -> dict:
+    """Aggregates recomputable from results.json's per-query records alone."""
+    real_first = [metrics.first_relevant_rank_from_ranking(r["topk"], set(r["relevant"])) for r in per_query]
+    exact_first = [r["first_relevant_rank"] for r in per_query]
+    out = {f"recall@{k}": metrics.recall_at_k(real_first, k) for k in ks}
+    out["ndcg@10"] = metrics.ndcg_at_k([r["topk"] for r in per_query], [set(r["relevant"]) for r in per_query], 10)
+    out["mrr"] = metrics.mrr(exact_first)
+    out["mean_rank"] = metrics.mean_rank(exact_first)
+    out["median_rank"] = metrics.median_rank(exact_first)
+    out["queries"] = len(per_query)
+    return out
+
+
+def _first_ranks(query_vectors, vectors, relevant, block: int = 1024) -> np.ndarray:
+    out = []
+    for start in range(0, len(query_vectors), block):
+        scores = query_vectors[start:start + block] @ vectors.T
+        out.append(metrics.first_relevant_ranks(scores, relevant[start:start + block]))
+    return np.concatenate(out)
+
+
+def _i2t(dataset, vectors, present, model, ks) -> dict:
+    texts = [q.text for q in dataset.queries]
+    text_vectors = model.embed_documents(texts)
+    relevant = dataset.image_to_text_relevant()
+    images = [i for i in relevant if present[i]]
+    ranks = _first_ranks(vectors[images], text_vectors, [relevant[i] for i in images])
+    out = {f"recall@{k}": metrics.recall_at_k(ranks, k) for k in ks}
+    out["mrr"] = metrics.mrr(ranks)
+    out["images"] = len(images)
+    return out
+
+
+def _pairwise(dataset, vectors, model) -> dict:
+    position = {p: i for i, p in enumerate(dataset.images)}
+    pos, neg = [], []
+    for pair in dataset.pairs:
+        image = vectors[position[pair.image]]
+        texts = model.embed_documents([pair.positive, *pair.negatives])
+        pos.append(float(texts[0] @ image))
+        neg.append([float(t @ image) for t in texts[1:]])
+    return {"accuracy": metrics.pairwise_accuracy(pos, neg), "pairs": len(pos)}
+
+
+def _collection_vectors(searcher: Searcher, images: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Stored vectors in collection order; rows of unindexed (skipped) images are zero."""
+    ids = _image_ids(searcher, images)
+    vectors = np.zeros((len(images), searcher.row.dim), np.float32)
+    present = np.zeros(len(images), bool)
+    position = {image_id: i for i, image_id in enumerate(ids) if image_id is not None}
+    for batch_ids, batch in searcher.store.iter_embeddings(searcher.row.id, searcher.row.dim):
+        for image_id, vector in zip(batch_ids.tolist(), batch):
+            if image_id in position:
+                vectors[position[image_id]] = vector
+                present[position[image_id]] = True
+    return vectors, present
+
+
+def _image_ids(searcher: Searcher, images: list[str]) -> list[int | None]:
+    return [searcher.store.image_id(p) for p in images]
+
+
+def _count_indexed(index_dir: str, spec: str, images: list[str]) -> int:
+    store = Store(index_dir)
+    row = store.model(spec)
+    stored = set(store.embedding_ids(row.id).tolist())
+    n = sum(1 for p in images if store.image_id(p) in stored)
+    store.close()
+    return n
+
+
+def _indexing_throughput(report, spec: str, dataset: EvalSet, precision: str) -> dict:
+    embedded = report.embedded.get(spec, 0)
+    if embedded >= min(THROUGHPUT_SAMPLE // 2, len(dataset.images)):
+        return {"images": embedded, "seconds": report.seconds, "images_per_s": embedded / report.seconds,
+                "source": "this run"}
+    sample = set(dataset.images[:THROUGHPUT_SAMPLE])
+    with tempfile.TemporaryDirectory(prefix="imgsearch-throughput-") as scratch:
+        sample_report = index_folder(_common_root(sorted(sample)), [spec], scratch, precision=precision,
+                                     include=sample.__contains__)
+    n = sample_report.embedded[spec]
+    return {"images": n, "seconds": sample_report.seconds,
+            "images_per_s": n / sample_report.seconds if sample_report.seconds else None,
+            "source": f"sample of {n} images in a scratch index (the real index was up to date)"}
+
+
+def _common_root(paths: list[str]) -> str:
+    root = os.path.commonpath(paths)
+    return root if os.path.isdir(root) else os.path.dirname(root)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    """High-water mark of this process so far (Linux reports KiB): cumulative over models."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
