@@ -15,7 +15,7 @@ from .demo import DEMO_MODELS, run_demo
 from .errors import ImgsearchError, UsageError
 from .evaluate import DEFAULT_KS, evaluate
 from .files import display_path
-from .indexer import default_index_dir, index_folder
+from .indexer import default_index_dir, drop_model, index_folder
 from .models import list_models
 from .models.base import PRECISIONS
 from .report import summary_rows, write_report
@@ -134,6 +134,19 @@ def search(query, image_path, model, k, index_dir, precision, as_json):
         click.echo("no results (is the index empty?)", err=True)
 
 
+@cli.command()
+@click.option("--model", "-m", "model", required=True, metavar="SPEC", help="The model whose index to drop.")
+@index_dir_option
+@json_option
+def drop(model, index_dir, as_json):
+    """Delete one model's index (its vectors and FAISS file); images and other models stay."""
+    result = drop_model(model, index_dir)
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(f"dropped {result['model']}: {result['vectors_removed']} vectors removed")
+
+
 @cli.command("eval")
 @click.option("--dataset", "-d", required=True, metavar="SPEC",
               help="captions/qrels/pairs .jsonl, COCO or Karpathy .json, a class-folder tree, or 'tuxpaint'.")
@@ -194,7 +207,7 @@ def status_line(line: str) -> None:
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="imgsearch", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:

@@ -23,7 +23,7 @@ from .decode import Decoded, read_and_decode
 from .errors import DecodeError, IndexMismatch
 from .files import FileEntry, Unreadable, content_hash, scan
 from .lock import WriteLock
-from .models import get_model, resolve, slug
+from .models import describe_spec, get_model, resolve, slug
 from .models.base import EmbeddingModel
 from .store import ModelRow, Store
 from .vectors import DEFAULT_FACTORY, load_synced, save, sync, validate_factory
@@ -134,6 +134,9 @@ def index_folder(
     entries = list(scan(root))  # raises UsageError for a missing folder before anything is written
     if include is not None:
         entries = [e for e in entries if include(e.path)]
+    if factory:  # a bad index type fails before minutes of model loading
+        for spec in specs:
+            validate_factory(factory, describe_spec(spec)["dim"] or 64)
     models = [get_model(s, device=device, precision=precision) for s in specs]
     report = IndexReport(root, index_dir, [m.spec for m in models], embedded={m.spec: 0 for m in models})
     started = time.perf_counter()
@@ -311,3 +314,24 @@ def _embed_and_commit(store, prepared, by_id, batch_size, report) -> None:
             if ids:
                 store.put_embeddings(model_id, store.bump_generation(model_id), ids, np.concatenate(arrays))
                 report.embedded[by_id[model_id].spec] += len(ids)
+
+
+def drop_model(spec: str, index_dir: str | None = None) -> dict:
+    """Forget one model's vectors and FAISS file; the images and other models stay."""
+    index_dir = os.path.abspath(index_dir or default_index_dir())
+    canonical = resolve(spec)
+    with WriteLock(index_dir):
+        store = Store(index_dir)
+        try:
+            row = store.model(canonical)
+            if row is None:
+                raise IndexMismatch(f"no index for {canonical} in {index_dir}")
+            n = len(store.embedding_ids(row.id))
+            with store.atomic():
+                store.drop_model(row.id)
+            path = os.path.join(index_dir, row.index_file)
+            if os.path.exists(path):
+                os.unlink(path)
+        finally:
+            store.close()
+    return {"model": canonical, "index_dir": index_dir, "vectors_removed": n}

@@ -266,6 +266,10 @@ class Store:
         })
         return self.model(spec)
 
+    def drop_model(self, model_id: int) -> None:
+        self.db.execute("delete from embeddings where model_id = ?", [model_id])
+        self.db.execute("delete from models where id = ?", [model_id])
+
     def update_model(self, model_id: int, **fields) -> None:
         self.db["models"].update(model_id, {**fields, "updated_at": time.time()})
 

@@ -1,0 +1,96 @@
+"""The command line: output per format, exit codes, one-line errors."""
+
+import json
+import os
+import sys
+
+import pytest
+
+from imgsearch.cli import cli, main
+
+
+def run(capsys, monkeypatch, *args):
+    """Run `imgsearch ARGS` in-process; (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["imgsearch", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_every_command_has_help(capsys, monkeypatch):
+    for name in cli.commands:
+        code, out, _ = run(capsys, monkeypatch, name, "--help")
+        assert code == 0 and out.startswith("Usage: imgsearch " + name), name
+
+
+def test_models_json_lists_presets_and_offline_models(capsys, monkeypatch):
+    code, out, _ = run(capsys, monkeypatch, "models", "--json")
+    rows = json.loads(out)
+    by_preset = {r["preset"]: r for r in rows}
+    assert code == 0
+    assert by_preset["fast"]["spec"] == "openclip:ViT-B-32/laion2b_s34b_b79k"
+    assert by_preset["fast"]["dim"] == 512 and by_preset["fast"]["offline"] is False
+    assert by_preset["offline"]["offline"] is True and by_preset["offline"]["weights_local"] is True
+    assert {"fast", "balanced", "quality", "best", "siglip", "blip"} <= set(by_preset)
+
+
+def test_models_text_says_offline_models_are_weak_baselines(capsys, monkeypatch):
+    code, out, _ = run(capsys, monkeypatch, "models")
+    assert code == 0 and "weak offline baselines" in out and "not CLIP" in out
+
+
+def test_index_then_search_json(capsys, monkeypatch, photos, index_dir, tiny_openclip):
+    folder = os.path.dirname(photos["cat.png"])
+    code, out, _ = run(capsys, monkeypatch, "index", folder, "--model", tiny_openclip, "--index-dir", index_dir, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["new"] == 7 and report["embedded"] == {tiny_openclip: 7}
+
+    code, out, _ = run(capsys, monkeypatch, "search", "a cat", "--model", tiny_openclip, "-k", "3",
+                       "--index-dir", index_dir, "--json")
+    result = json.loads(out)
+    assert code == 0
+    assert set(result) == {"model", "query", "results", "timing_ms"}
+    assert [r["rank"] for r in result["results"]] == [1, 2, 3]
+    assert all(set(r) == {"rank", "path", "score"} for r in result["results"])
+    assert set(result["timing_ms"]) == {"encode", "search", "metadata", "total"}
+
+    code, out, _ = run(capsys, monkeypatch, "search", "--image", photos["cat.png"], "--model", tiny_openclip,
+                       "--index-dir", index_dir)
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 6 and photos["cat.png"] not in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search", "x", "--model", "no-such-model"], "unknown model spec 'no-such-model'"),
+    (["search", "x", "--model", "fast", "-k", "0"], "-k must be a positive integer"),
+    (["search", "x", "--model", "fast", "-k", "many"], "'many' is not a valid integer"),
+    (["index", "/no/such/folder", "--model", "fast"], "folder not found: /no/such/folder"),
+    (["index", ".", "--model", "fast", "--index-type", "IVF-bogus"], "bad FAISS index_factory string"),
+    (["index", "."], "name at least one model"),
+    (["search", "--model", "fast"], "give either a text QUERY or --image PATH"),
+    (["eval", "--dataset", "/no/such.jsonl", "--model", "fast"], "dataset not found"),
+    (["search", "x", "--model", "openclip:ViT-B-32/nope"], "unknown pretrained tag 'nope'"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, monkeypatch, tmp_path, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, monkeypatch, *args)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("Error: ") and message in err
+    assert out == ""
+
+
+def test_search_without_an_index_for_that_model(capsys, monkeypatch, photos, index_dir, tiny_openclip, tiny_openclip_b):
+    run(capsys, monkeypatch, "index", os.path.dirname(photos["cat.png"]), "-m", tiny_openclip, "--index-dir", index_dir)
+    code, _, err = run(capsys, monkeypatch, "search", "x", "-m", tiny_openclip_b, "--index-dir", index_dir)
+    assert code == 2 and f"no index for {tiny_openclip_b}" in err and err.count("\n") == 1
+
+
+def test_model_without_weights_says_so_in_one_line(capsys, monkeypatch, photos, index_dir):
+    code, _, err = run(capsys, monkeypatch, "index", os.path.dirname(photos["cat.png"]), "-m", "fast",
+                       "--index-dir", index_dir)
+    assert code == 2 and err.count("\n") == 1
+    assert "cannot load weights for openclip:ViT-B-32/laion2b_s34b_b79k" in err and "local checkpoint" in err
