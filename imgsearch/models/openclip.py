@@ -63,7 +63,7 @@ def weights_local(name: str) -> bool:
     """True when loading needs no download: a local file/dir, or a tag already in the HF cache."""
     arch, tag = split(name)
     if name.startswith("local-dir:"):
-        return os.path.isdir(name[len("local-dir:"):])
+        return _has_weights(name[len("local-dir:"):])
     if name.startswith("hf-hub:"):
         return _hf_cached(name[len("hf-hub:"):], "open_clip_pytorch_model.bin")
     if tag and _is_path(tag):
@@ -74,6 +74,12 @@ def weights_local(name: str) -> bool:
         return False
     filename = cfg.get("hf_weights_file") or "open_clip_pytorch_model.bin"
     return _hf_cached(hub, filename) or _hf_cached(hub, "open_clip_model.safetensors")
+
+
+def _has_weights(folder: str) -> bool:
+    return os.path.isdir(folder) and any(
+        n.endswith((".safetensors", ".bin", ".pth")) for n in os.listdir(folder)
+    )
 
 
 def _hf_cached(repo: str, filename: str) -> bool:
@@ -105,6 +111,10 @@ class OpenClipModel(EmbeddingModel):
         self.spec = f"{FAMILY}:{name}"
         self.device, self.precision = device, precision
         arch, tag = split(name)
+        if name.startswith("local-dir:") and not _has_weights(name[len("local-dir:"):]):
+            # open_clip would only log a warning and hand back a random-initialised model.
+            raise ModelUnavailable(f"cannot load weights for {self.spec}: no weights file "
+                                   "(*.safetensors, *.bin, *.pth) in that folder")
         try:
             with warnings.catch_warnings(), _quiet_logging():
                 warnings.simplefilter("ignore")
