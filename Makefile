@@ -14,14 +14,14 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,web]'
+	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 # Debian packages the tests use: real captioned images, and a browser for the web UI tests.
 system-deps:
 	@if [ ! -d $(STAMPS) ] || ! command -v chromium >/dev/null; then \
 		$(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q tuxpaint-stamps-default chromium chromium-driver; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q tuxpaint-stamps-default chromium; \
 	fi
 
 test: install system-deps

@@ -9,7 +9,7 @@ import sys
 import click
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, web
 from .datasets import load_dataset
 from .demo import DEMO_MODELS, run_demo
 from .errors import ImgsearchError, UsageError
@@ -199,6 +199,20 @@ def demo(index_dir, out_dir, as_json):
         click.echo(f"{spec}: " + "  ".join(f"{k} {v:.3f}" for k, v in recall.items()))
     click.echo(f"report: {result['report']['report.html']}")
     click.echo(f"next: imgsearch search 'a cat' --model {DEMO_MODELS[0]}   or   imgsearch serve")
+
+
+@cli.command()
+@index_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--reports-dir", type=click.Path(file_okay=False), default=None,
+              help="Where eval reports are listed from [default: ./reports].")
+@click.option("--allow-indexing", is_flag=True, help="Let the web UI index server folders (off by default).")
+def serve(index_dir, host, port, reports_dir, allow_indexing):
+    """Web UI: search, compare models side by side, read eval reports."""
+    index_dir = os.path.abspath(index_dir or default_index_dir())
+    click.echo(f"imgsearch web UI on http://{host}:{port}/ (index {display_path(index_dir)}); Ctrl-C stops", err=True)
+    web.serve(index_dir, host=host, port=port, allow_indexing=allow_indexing, reports_dir=reports_dir)
 
 
 def status_line(line: str) -> None:

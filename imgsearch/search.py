@@ -82,6 +82,14 @@ class Searcher:
         own = self.store.image_id(os.path.abspath(path))
         return self._search(path, vector, k, exclude=() if own is None else (own,), t0=t0)
 
+    def similar(self, image_id: int, k: int = 10) -> SearchResult:
+        """More like an indexed image, from its stored vector (no decoding, no model run)."""
+        t0 = time.perf_counter()
+        vector = self.store.embedding(self.row.id, image_id)
+        if vector is None:
+            raise UsageError(f"image {image_id} has no vector for {self.model.spec}")
+        return self._search(f"image {image_id}", vector, k, exclude=(image_id,), t0=t0)
+
     def _search(self, query: str, vector: np.ndarray, k: int, exclude, t0: float) -> SearchResult:
         check_k(k)
         t1 = time.perf_counter()

@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -101,6 +102,30 @@ class ModelRow:
     faiss_generation: int
 
 
+def corrupt_database(db_path: str, e: Exception) -> IndexCorrupt:
+    return IndexCorrupt(
+        f"index database {db_path} is unreadable ({e}); move it (with its -wal and -shm files) "
+        "out of the way and run `imgsearch index` again to rebuild it from the photos"
+    )
+
+
+def is_corruption(e: sqlite3.DatabaseError) -> bool:
+    """SQLite's "malformed" / "not a database", as opposed to a busy or locked database."""
+    name = getattr(e, "sqlite_errorname", "")
+    return name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB" or type(e) is sqlite3.DatabaseError
+
+
+@contextmanager
+def reporting_corruption(db_path: str):
+    """A damaged page can surface on any query, not only on open: report it as IndexCorrupt."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        if not is_corruption(e):
+            raise
+        raise corrupt_database(db_path, e) from None
+
+
 def path_to_db(path: str) -> tuple[str, bytes | None]:
     """(printable text key, raw bytes when the name is not valid UTF-8)."""
     raw = os.fsencode(path)
@@ -133,10 +158,7 @@ class Store:
             self.db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except sqlite3.DatabaseError as e:
-            raise IndexCorrupt(
-                f"index database {self.path} is unreadable ({e}); move it away and run "
-                "`imgsearch index` again to rebuild it from the photos"
-            ) from None
+            raise corrupt_database(self.path, e) from None
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -145,10 +167,20 @@ class Store:
                 f"index database {self.path} has schema v{version}, newer than this imgsearch "
                 f"(v{SCHEMA_VERSION}); upgrade imgsearch"
             )
-        for number in range(version, SCHEMA_VERSION):
-            with self.db.atomic():  # a migration and its version number commit together
-                MIGRATIONS[number](self.db)
+        if version == SCHEMA_VERSION:
+            return
+        # IMMEDIATE: take the write lock before reading the version, so that a second process
+        # opening a brand-new index waits for the first one's migration instead of repeating it.
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            for number in range(version, SCHEMA_VERSION):
+                MIGRATIONS[number](self.db)  # migrations and version numbers commit together
                 self.db.execute(f"PRAGMA user_version = {number + 1}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.rollback()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -304,6 +336,11 @@ class Store:
     def delete_embeddings(self, image_ids: Iterable[int]) -> None:
         for chunk in _chunks(list(image_ids), 500):
             self.db.execute(f"delete from embeddings where image_id in ({','.join('?' * len(chunk))})", chunk)
+
+    def embedding(self, model_id: int, image_id: int) -> np.ndarray | None:
+        row = self.db.execute("select vector from embeddings where model_id = ? and image_id = ?",
+                              [model_id, image_id]).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype=np.float32)
 
     def embedding_ids(self, model_id: int) -> np.ndarray:
         rows = self.db.execute("select image_id from embeddings where model_id = ?", [model_id]).fetchall()

@@ -1,0 +1,58 @@
+"""Running the web app: in the foreground for `imgsearch serve`, or in a thread for tests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import uvicorn
+from fastapi import FastAPI
+
+from .app import create_app
+
+STARTUP_TIMEOUT_S = 30
+
+
+def serve(index_dir: str, host: str = "127.0.0.1", port: int = 8000, allow_indexing: bool = False,
+          *, reports_dir: str | None = None) -> None:
+    """Serve the UI and API over index_dir until interrupted (Ctrl-C)."""
+    app = create_app(index_dir, allow_indexing, reports_dir=reports_dir)
+    try:
+        uvicorn.Server(server_config(app, host, port)).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down for: that is the normal way out
+        pass
+
+
+def server_config(app: FastAPI, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+    # Short graceful shutdown: a search in flight finishes in well under a second.
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+
+
+class BackgroundServer:
+    """`with BackgroundServer(app) as server:` serves app on a free port; server.url is its address."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", log_level: str = "warning"):
+        self.host = host
+        self.server = uvicorn.Server(server_config(app, host, 0, log_level))
+        self.url = ""
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "BackgroundServer":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((self.host, 0))  # the OS picks a free port: no race with other servers
+        port = sock.getsockname()[1]
+        self.url = f"http://{self.host}:{port}"
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True,
+                                        name=f"imgsearch-web-{port}")
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"web server on {self.url} did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self._thread.join(STARTUP_TIMEOUT_S)
