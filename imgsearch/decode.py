@@ -18,11 +18,14 @@ Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
 # 224-384 px, so a 12 Mpx photo needs nowhere near full resolution.
 DRAFT_MIN_SIDE = 448
 MAX_ASPECT = 100  # a 20000x20 strip has no content a model can see at 224 px
+# Reasons starting so are about the file system (permissions, a file that vanished), not the
+# bytes: the indexer tries such files again next run instead of waiting for them to change.
+READ_ERROR = "cannot read"
 
 
 @dataclass
 class Decoded:
-    image: Image.Image  # RGB, EXIF-upright, alpha composited on white
+    image: Image.Image | None  # RGB, EXIF-upright, alpha composited on white; None once preprocessed
     width: int  # of the original, upright
     height: int
     hash: str
@@ -35,7 +38,7 @@ def read_and_decode(path: str, min_side: int = DRAFT_MIN_SIDE) -> Decoded:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise DecodeError(e.strerror or e.__class__.__name__) from None
+        raise DecodeError(read_error(e)) from None
     if not data:
         raise DecodeError("empty file")
     return decode_bytes(data, min_side=min_side)
@@ -47,6 +50,10 @@ def decode_bytes(data: bytes, min_side: int = DRAFT_MIN_SIDE) -> Decoded:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             width, height = img.size
+            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+                # Checked here too: catch_warnings is process-wide, so with decode threads
+                # another thread may have restored the filters before Pillow warned.
+                raise Image.DecompressionBombError(f"{width}x{height}")
             exif = _exif_facts(img)
             orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
             if orientation in (5, 6, 7, 8):
@@ -84,6 +91,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGB")
     img.load()
     return img
+
+
+def read_error(e: OSError) -> str:
+    return f"{READ_ERROR}: {e.strerror or e.__class__.__name__}"
 
 
 def open_image(path: str) -> Image.Image:

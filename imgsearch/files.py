@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -26,57 +27,78 @@ class FileEntry:
 class Unreadable:
     path: str
     reason: str
+    folder: bool = False  # a folder that could not be listed: rows under it are kept, not swept
 
 
 def scan(root: str | os.PathLike) -> Iterator[FileEntry | Unreadable]:
-    """Yield every image file under root, sorted per folder.
+    """Yield every image file under root, depth first, each folder in name order.
 
     Symlinked folders are followed once each: a folder whose real identity (device, inode)
-    was already visited is not entered again, so symlink loops end.
+    was already visited is not entered again, so symlink loops end. Only regular files are
+    yielded: a FIFO or device named photo.jpg would block or never end when read.
     """
     root_path = Path(root).expanduser()
     if not root_path.exists():
         raise UsageError(f"folder not found: {root}")
     if not root_path.is_dir():
         raise UsageError(f"not a folder: {root}")
-    root_abs = os.path.abspath(root_path)
+    yield from _walk(os.path.abspath(root_path))
+
+
+def _walk(root: str) -> Iterator[FileEntry | Unreadable]:
+    # An explicit stack of folder listings, not recursion: no tree is too deep to walk.
     seen: set[tuple[int, int]] = set()
-    yield from _walk(root_abs, seen)
-
-
-def _walk(folder: str, seen: set[tuple[int, int]]) -> Iterator[FileEntry | Unreadable]:
-    try:
-        st = os.stat(folder)
-    except OSError as e:
-        yield Unreadable(folder, _reason(e))
-        return
-    key = (st.st_dev, st.st_ino)
-    if key in seen:
-        return
-    seen.add(key)
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as e:
-        yield Unreadable(folder, _reason(e))
-        return
-    for entry in entries:
-        path = os.path.join(folder, entry.name)
+    stack: list[Iterator[os.DirEntry]] = []
+    folder: str | None = root
+    while True:
+        if folder is not None:
+            listing = _list_folder(folder, seen)
+            if isinstance(listing, Unreadable):
+                yield listing
+            elif listing is not None:
+                stack.append(iter(listing))
+            folder = None
+        if not stack:
+            return
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
         try:
             is_dir = entry.is_dir()  # follows symlinks
         except OSError:
             is_dir = False
         if is_dir:
-            yield from _walk(path, seen)
-            continue
-        if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
-            continue
-        try:
-            st = entry.stat()  # follows symlinks: a broken one raises here
-        except OSError as e:
-            yield Unreadable(path, "broken symlink" if entry.is_symlink() else _reason(e))
-            continue
-        yield FileEntry(path, st.st_size, st.st_mtime_ns)
+            folder = entry.path
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+            yield _file_entry(entry)
+
+
+def _list_folder(folder: str, seen: set[tuple[int, int]]) -> list[os.DirEntry] | Unreadable | None:
+    """The folder's entries in name order; None when it was already walked."""
+    try:
+        st = os.stat(folder)
+    except OSError as e:
+        return Unreadable(folder, _reason(e), folder=True)
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return None
+    seen.add(key)
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        return Unreadable(folder, _reason(e), folder=True)
+
+
+def _file_entry(entry: os.DirEntry) -> FileEntry | Unreadable:
+    try:
+        st = entry.stat()  # follows symlinks: a broken one raises here
+    except OSError as e:
+        return Unreadable(entry.path, "broken symlink" if entry.is_symlink() else _reason(e))
+    if not stat.S_ISREG(st.st_mode):
+        return Unreadable(entry.path, "not a regular file")
+    return FileEntry(entry.path, st.st_size, st.st_mtime_ns)
 
 
 def _reason(e: OSError) -> str:

@@ -19,14 +19,14 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from .decode import Decoded, read_and_decode
+from .decode import READ_ERROR, Decoded, read_and_decode, read_error
 from .errors import DecodeError, IndexMismatch
-from .files import FileEntry, Unreadable, content_hash, scan
+from .files import FileEntry, Unreadable, content_hash, display_path, scan
 from .lock import WriteLock
 from .models import describe_spec, get_model, resolve, slug
 from .models.base import EmbeddingModel
-from .store import ModelRow, Store
-from .vectors import DEFAULT_FACTORY, load_synced, save, sync, validate_factory
+from .store import DB_NAME, ModelRow, Store, reporting_corruption
+from .vectors import DEFAULT_FACTORY, load_synced, remove_temp_files, save, sync, validate_factory
 
 CHUNK = 256  # images per SQLite commit: the most a crash can cost
 SAVE_EVERY_S = 60.0  # FAISS files are rewritten at most this often during a long run
@@ -63,7 +63,10 @@ class IndexReport:
         return done / self.seconds if self.seconds else 0.0
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "images_per_s": round(self.images_per_s, 2)}
+        # JSON holds text: a file name that is not UTF-8 is given as a terminal would show it.
+        skipped = [{**s, "path": display_path(s["path"])} for s in self.skipped]
+        return {**asdict(self), "root": display_path(self.root), "skipped": skipped,
+                "images_per_s": round(self.images_per_s, 2)}
 
 
 class NullProgress:
@@ -140,8 +143,9 @@ def index_folder(
     models = [get_model(s, device=device, precision=precision) for s in specs]
     report = IndexReport(root, index_dir, [m.spec for m in models], embedded={m.spec: 0 for m in models})
     started = time.perf_counter()
-    with WriteLock(index_dir):
+    with WriteLock(index_dir), reporting_corruption(os.path.join(index_dir, DB_NAME)):
         store = Store(index_dir)
+        remove_temp_files(index_dir)  # a killed writer's half-written FAISS files
         try:
             rows = [register_model(store, m, factory) for m in models]
             indexes = {row.id: load_synced(store, row)[0] for row in rows}
@@ -168,7 +172,7 @@ def _hash_file(entry: FileEntry) -> tuple[FileEntry, str | None, str | None]:
         with open(entry.path, "rb") as f:
             return entry, content_hash(f.read()), None
     except OSError as e:
-        return entry, None, e.strerror or e.__class__.__name__
+        return entry, None, read_error(e)
 
 
 def _apply_folder_changes(store, root, entries, report, workers, progress) -> None:
@@ -192,13 +196,17 @@ def _apply_folder_changes(store, root, entries, report, workers, progress) -> No
 
     hashed = []
     bar = progress(total=len(to_hash), desc="hashing")
-    with ThreadPoolExecutor(workers or default_workers()) as pool:
+    pool = ThreadPoolExecutor(workers or default_workers())
+    try:
         for result in pool.map(_hash_file, to_hash):
             hashed.append(result)
             bar.update(1)
+    finally:
+        pool.shutdown(cancel_futures=True)  # on Ctrl-C, stop now rather than hash the whole folder
     bar.close()
 
     vanished = {p: r for p, r in known.items() if p not in present}
+    _keep_unreachable(vanished, entries, root, report)
     vanished_by_hash: dict[str, list[dict]] = {}
     for path, row in vanished.items():
         if row["status"] == "ok" and row["hash"]:
@@ -213,8 +221,8 @@ def _apply_folder_changes(store, root, entries, report, workers, progress) -> No
         for entry, hash_, error in hashed:
             row = known.get(entry.path)
             facts = {"size": entry.size, "mtime_ns": entry.mtime_ns, "hash": hash_}
-            if error:
-                _record_skip(store, row, entry.path, error, entry, report)
+            if error:  # a read error: no size and mtime, so that the next run tries again
+                _record_skip(store, row, entry.path, error, None, report)
             elif row is not None:
                 if hash_ == row["hash"] and row["status"] == "ok":
                     store.update_image(row["id"], **facts)  # touched, same bytes
@@ -250,13 +258,46 @@ def _record_skip(store, row, path, reason, entry, report) -> None:
     report.skipped.append({"path": path, "reason": reason})
 
 
+def _keep_unreachable(vanished: dict[str, dict], entries, root: str, report) -> None:
+    """Take out of vanished the rows under a folder that cannot be entered now.
+
+    Such a folder is unreadable, or a symlink whose target is gone (an unmounted drive):
+    its photos are most likely still there, and sweeping them would cost a re-embedding.
+    """
+    unlisted = {e.path for e in entries if isinstance(e, Unreadable) and e.folder}
+    blocked_by: dict[str, str | None] = {root: None}  # folder -> the unreachable folder above it
+    kept: dict[str, int] = {}
+    for path in list(vanished):
+        chain, folder = [], os.path.dirname(path)
+        while folder not in blocked_by and folder != os.path.dirname(folder):
+            chain.append(folder)
+            folder = os.path.dirname(folder)
+        blocker = blocked_by.get(folder)
+        for folder in reversed(chain):  # top down: the highest unreachable folder is the cause
+            if blocker is None and (folder in unlisted or _is_broken_link(folder)):
+                blocker = folder
+            blocked_by[folder] = blocker
+        if blocker is not None:
+            del vanished[path]
+            kept[blocker] = kept.get(blocker, 0) + 1
+    for folder, n in kept.items():
+        if folder not in unlisted:  # an unreadable folder has its own skip row and reason
+            report.skipped.append({"path": folder, "reason": f"broken symlink; its {n} indexed images are kept"})
+
+
+def _is_broken_link(path: str) -> bool:
+    return os.path.islink(path) and not os.path.exists(path)
+
+
 # -- phase B: decode once, embed with every model that lacks the image ------------------------
 
 def _prepare(path: str, models: list[EmbeddingModel]) -> tuple[Decoded | None, dict, str | None]:
     """Runs in a worker thread: decode once, preprocess for each model that needs the image."""
     try:
         decoded = read_and_decode(path)
-        return decoded, {m.spec: m.preprocess(decoded.image) for m in models}, None
+        tensors = {m.spec: m.preprocess(decoded.image) for m in models}
+        decoded.image = None  # done with: the look-ahead would hold ~1 GB of camera-photo pixels
+        return decoded, tensors, None
     except DecodeError as e:
         return None, {}, str(e)
     except Exception as e:  # a transform failing on one odd image must not stop the run
@@ -272,17 +313,17 @@ def _embed_pending(store, root, models, rows, indexes, report, batch_size, worke
         ahead: deque = deque()
         chunks = [work[i:i + CHUNK] for i in range(0, len(work), CHUNK)]
 
-        def submit(chunk):
-            return [(item, pool.submit(_prepare, item[1], [by_id[m] for m in item[2]])) for item in chunk]
+        def submit(chunk) -> deque:
+            return deque((item, pool.submit(_prepare, item[1], [by_id[m] for m in item[2]])) for item in chunk)
 
         for chunk in chunks[:2]:  # bounded look-ahead: decode the next chunk while this one embeds
             ahead.append(submit(chunk))
         for n in range(len(chunks)):
-            prepared = [(item, f.result()) for item, f in ahead.popleft()]
+            pending = ahead.popleft()
             if n + 2 < len(chunks):
                 ahead.append(submit(chunks[n + 2]))
-            _embed_and_commit(store, prepared, by_id, batch_size, report)
-            bar.update(len(prepared))
+            _embed_and_commit(store, pending, by_id, batch_size, report)
+            bar.update(len(chunks[n]))
             for row in rows:
                 sync(store, row, indexes[row.id])
             if time.monotonic() - last_save > SAVE_EVERY_S:
@@ -292,19 +333,34 @@ def _embed_pending(store, root, models, rows, indexes, report, batch_size, worke
     bar.close()
 
 
-def _embed_and_commit(store, prepared, by_id, batch_size, report) -> None:
+def _embed_and_commit(store, pending: deque, by_id, batch_size, report) -> None:
+    """Embed a chunk batch by batch as its images come out of the decode workers (compute
+    starts on the first batch, not on the whole chunk; tensors go once embedded), then
+    commit the chunk in one transaction. pending: (work item, future of _prepare)."""
     vectors: dict[int, tuple[list[int], list[np.ndarray]]] = {m: ([], []) for m in by_id}
-    for model_id, model in by_id.items():
-        todo = [(item[0], tensors[model.spec]) for item, (_, tensors, _) in prepared if model.spec in tensors]
-        for i in range(0, len(todo), batch_size):
-            batch = todo[i:i + batch_size]
-            vectors[model_id][0].extend(image_id for image_id, _ in batch)
-            vectors[model_id][1].append(model.encode_pixels(torch.stack([t for _, t in batch])))
+    waiting: dict[int, list] = {m: [] for m in by_id}  # (image_id, tensor): decoded, not yet embedded
+    prepared = []
+    while pending:
+        for _ in range(min(batch_size, len(pending))):
+            item, future = pending.popleft()
+            decoded, tensors, error = future.result()
+            prepared.append((item, (decoded, error)))
+            for model_id, model in by_id.items():
+                if model.spec in tensors:
+                    waiting[model_id].append((item[0], tensors[model.spec]))
+        for model_id, model in by_id.items():
+            while len(waiting[model_id]) >= batch_size or (waiting[model_id] and not pending):
+                batch, waiting[model_id] = waiting[model_id][:batch_size], waiting[model_id][batch_size:]
+                vectors[model_id][0].extend(image_id for image_id, _ in batch)
+                vectors[model_id][1].append(model.encode_pixels(torch.stack([t for _, t in batch])))
     with store.atomic():
-        for (image_id, path, _), (decoded, _, error) in prepared:
+        for (image_id, path, _), (decoded, error) in prepared:
             if error is not None:
                 store.delete_embeddings([image_id])
-                store.update_image(image_id, status="skipped", reason=error)
+                # A read error (permissions, a file that vanished) is tried again next run;
+                # bad bytes are tried again only once the file changes.
+                retry = {"size": None, "mtime_ns": None} if error.startswith(READ_ERROR) else {}
+                store.update_image(image_id, status="skipped", reason=error, **retry)
                 report.skipped.append({"path": path, "reason": error})
             else:
                 store.update_image(image_id, status="ok", reason=None, hash=decoded.hash,
@@ -314,6 +370,15 @@ def _embed_and_commit(store, prepared, by_id, batch_size, report) -> None:
             if ids:
                 store.put_embeddings(model_id, store.bump_generation(model_id), ids, np.concatenate(arrays))
                 report.embedded[by_id[model_id].spec] += len(ids)
+
+
+def embed_missing(store: Store, models: list[EmbeddingModel], rows: list[ModelRow], indexes: dict,
+                  report: IndexReport, *, root: str | None = None, batch_size: int = 32,
+                  workers: int | None = None, progress: Progress = NullProgress) -> None:
+    """Phase B alone: embed every pending image under root (None: all), and every ok image
+    lacking a vector of one of the models; chunks commit as they go and indexes (model row
+    id -> VectorIndex) are kept in sync. The caller holds the WriteLock."""
+    _embed_pending(store, root, models, rows, indexes, report, batch_size, workers, progress)
 
 
 def drop_model(spec: str, index_dir: str | None = None) -> dict:

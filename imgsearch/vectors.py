@@ -17,6 +17,7 @@ from .errors import IndexCorrupt, UsageError
 from .store import ModelRow, Store
 
 DEFAULT_FACTORY = "Flat"  # exact inner product: the truth that ANN indexes are measured against
+TEMP_PREFIX = ".tmp-"  # a file being written; one left behind by a killed writer is litter
 
 
 def new_index(factory: str, dim: int) -> faiss.Index:
@@ -30,6 +31,13 @@ def new_index(factory: str, dim: int) -> faiss.Index:
 def validate_factory(factory: str, dim: int = 64) -> str:
     new_index(factory, dim)
     return factory
+
+
+def corrupt_index(path: str, reason: str) -> IndexCorrupt:
+    return IndexCorrupt(
+        f"FAISS index {path} is unreadable ({reason}); run `imgsearch check --repair` "
+        "to rebuild it from the database"
+    )
 
 
 def _faiss_reason(e: Exception) -> str:
@@ -56,11 +64,11 @@ class VectorIndex:
     def read(cls, path: str, factory: str) -> "VectorIndex":
         try:
             index = faiss.read_index(path)
-        except RuntimeError as e:
-            raise IndexCorrupt(
-                f"FAISS index {path} is unreadable ({_faiss_reason(e)}); delete it and run "
-                "`imgsearch check --repair` to rebuild it from the database"
-            ) from None
+        except (RuntimeError, MemoryError) as e:  # a damaged header can claim any size
+            empty = os.path.isfile(path) and os.path.getsize(path) == 0
+            raise corrupt_index(path, "empty file" if empty else _faiss_reason(e)) from None
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise corrupt_index(path, f"a {type(index).__name__}, not an index keyed by image id")
         return cls(index, factory)
 
     @property
@@ -98,7 +106,7 @@ class VectorIndex:
 
     def write(self, path: str) -> None:
         folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".faiss", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".faiss", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(faiss.serialize_index(self.index).tobytes())
@@ -109,6 +117,27 @@ class VectorIndex:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+        _fsync_folder(folder)  # the rename itself survives a power cut
+
+
+def _fsync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_files(index_dir: str) -> list[str]:
+    return sorted(name for name in os.listdir(index_dir) if name.startswith(TEMP_PREFIX))
+
+
+def remove_temp_files(index_dir: str) -> list[str]:
+    """Delete what a killed writer left half-written. Only while holding the WriteLock."""
+    names = temp_files(index_dir)
+    for name in names:
+        os.unlink(os.path.join(index_dir, name))
+    return names
 
 
 def index_path(store: Store, model: ModelRow) -> str:
@@ -121,8 +150,7 @@ def load_synced(store: Store, model: ModelRow) -> tuple[VectorIndex, bool]:
     if os.path.exists(path):
         vi = VectorIndex.read(path, model.factory)
         if vi.dim != model.dim:
-            raise IndexCorrupt(f"FAISS index {path} has dimension {vi.dim}, expected {model.dim}; "
-                               "delete it and run `imgsearch check --repair`")
+            raise corrupt_index(path, f"dimension {vi.dim}, expected {model.dim}")
         vi.generation = model.faiss_generation
     else:
         vi = VectorIndex.empty(model.factory, model.dim)
