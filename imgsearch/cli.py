@@ -10,6 +10,7 @@ import click
 from tqdm import tqdm
 
 from . import __version__, web
+from .check import check_index
 from .datasets import load_dataset
 from .demo import DEMO_MODELS, run_demo
 from .errors import ImgsearchError, UsageError
@@ -135,6 +136,32 @@ def search(query, image_path, model, k, index_dir, precision, as_json):
 
 
 @cli.command()
+@click.option("--repair", is_flag=True, help="Rebuild FAISS files from SQLite and embed only what is missing.")
+@model_option
+@index_dir_option
+@json_option
+def check(repair, models, index_dir, as_json):
+    """Verify that SQLite rows and every model's FAISS ids agree (and repair with --repair)."""
+    report = check_index(index_dir, repair=repair, models=list(models) or None, progress=progress_bar)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        for m in report.models:
+            faiss_count = "unreadable" if m.faiss_vectors is None else m.faiss_vectors
+            click.echo(f"{m.spec}: {m.vectors} vectors in SQLite, {faiss_count} in FAISS")
+        for line in report.repaired:
+            click.echo(f"repaired: {line}")
+        for line in report.notes():
+            click.echo(f"note: {line}")
+        for line in report.problems():
+            click.echo(f"problem: {line}")
+        click.echo("ok" if report.ok else f"{len(report.problems())} problems"
+                   + ("" if repair else "; run `imgsearch check --repair`"))
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--model", "-m", "model", required=True, metavar="SPEC", help="The model whose index to drop.")
 @index_dir_option
 @json_option
@@ -233,6 +260,7 @@ def main() -> None:
     except ImgsearchError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(e.exit_code)
+
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

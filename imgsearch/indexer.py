@@ -95,9 +95,12 @@ def register_model(store: Store, model: EmbeddingModel, factory: str | None) -> 
             )
     check_compatible(row, model)
     if factory and factory != row.factory:
+        validate_factory(factory, model.dim)
+        old_file = os.path.join(store.index_dir, row.index_file)
+        if os.path.exists(old_file):
+            os.unlink(old_file)  # of the old type: rebuilt from SQLite in the new one on load
         with store.atomic():
-            store.update_model(row.id, factory=validate_factory(factory, model.dim))
-            store.bump_generation(row.id)
+            store.update_model(row.id, factory=factory, faiss_generation=-1)
         row = store.model(model.spec)
     return row
 

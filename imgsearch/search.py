@@ -11,7 +11,7 @@ import numpy as np
 from .errors import IndexMismatch, UsageError
 from .indexer import check_compatible, default_index_dir
 from .models import get_model, resolve
-from .store import DB_NAME, Store
+from .store import DB_NAME, Store, reporting_corruption
 from .vectors import load_synced, sync
 
 
@@ -41,14 +41,15 @@ class Searcher:
         if not os.path.exists(os.path.join(self.index_dir, DB_NAME)):
             raise UsageError(f"no index in {self.index_dir}; run `imgsearch index DIR --model {spec}` first")
         self.store = Store(self.index_dir, create=False)
-        row = self.store.model(canonical)
-        if row is None:
-            have = ", ".join(m.spec for m in self.store.models()) or "none"
-            raise IndexMismatch(f"no index for {canonical} in {self.index_dir} (indexed models: {have})")
-        self.model = get_model(canonical, device=device, precision=precision)
-        check_compatible(row, self.model)
-        self.row = row
-        self.vi, _ = load_synced(self.store, row)
+        with reporting_corruption(self.store.path):
+            row = self.store.model(canonical)
+            if row is None:
+                have = ", ".join(m.spec for m in self.store.models()) or "none"
+                raise IndexMismatch(f"no index for {canonical} in {self.index_dir} (indexed models: {have})")
+            self.model = get_model(canonical, device=device, precision=precision)
+            check_compatible(row, self.model)
+            self.row = row
+            self.vi, _ = load_synced(self.store, row)
         self._query_cache: dict[str, np.ndarray] = {}
 
     def refresh(self) -> None:
@@ -91,6 +92,10 @@ class Searcher:
         return self._search(f"image {image_id}", vector, k, exclude=(image_id,), t0=t0)
 
     def _search(self, query: str, vector: np.ndarray, k: int, exclude, t0: float) -> SearchResult:
+        with reporting_corruption(self.store.path):  # a damaged page can surface on any query
+            return self._search_unguarded(query, vector, k, exclude, t0)
+
+    def _search_unguarded(self, query: str, vector: np.ndarray, k: int, exclude, t0: float) -> SearchResult:
         check_k(k)
         t1 = time.perf_counter()
         scores, ids = self.vi.search(vector, k + len(exclude))

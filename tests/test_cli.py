@@ -94,3 +94,26 @@ def test_model_without_weights_says_so_in_one_line(capsys, monkeypatch, photos, 
                        "--index-dir", index_dir)
     assert code == 2 and err.count("\n") == 1
     assert "cannot load weights for openclip:ViT-B-32/laion2b_s34b_b79k" in err and "local checkpoint" in err
+
+
+def test_check_reports_ok_then_repairs_a_corrupt_faiss_file(capsys, monkeypatch, photos, index_dir, tiny_openclip):
+    run(capsys, monkeypatch, "index", os.path.dirname(photos["cat.png"]), "-m", tiny_openclip, "--index-dir", index_dir)
+    code, out, _ = run(capsys, monkeypatch, "check", "--index-dir", index_dir, "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+    for name in os.listdir(index_dir):
+        if name.endswith(".faiss"):
+            with open(os.path.join(index_dir, name), "wb") as f:
+                f.write(b"not a FAISS index")
+    code, out, _ = run(capsys, monkeypatch, "check", "--index-dir", index_dir)
+    assert code == 1 and "problem:" in out
+    code, out, _ = run(capsys, monkeypatch, "check", "--repair", "--index-dir", index_dir)
+    assert code == 0 and out.strip().endswith("ok")
+
+
+def test_local_dir_without_weights_is_refused_not_randomly_initialised(capsys, monkeypatch, tmp_path, photos, index_dir):
+    folder = tmp_path / "no-weights"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text('{"model_cfg": {}}')
+    code, _, err = run(capsys, monkeypatch, "index", os.path.dirname(photos["cat.png"]),
+                       "-m", f"openclip:local-dir:{folder}", "--index-dir", index_dir)
+    assert code == 2 and "no weights file" in err and err.count("\n") == 1

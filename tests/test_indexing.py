@@ -128,3 +128,17 @@ def test_image_query_excludes_the_query_image(photos, index_dir, tiny_openclip):
     assert photos["cat.png"] not in [r["path"] for r in result.results]
     assert len(result.results) == 6
     searcher.close()
+
+
+def test_changing_the_index_type_rebuilds_from_sqlite_without_re_embedding(photos, index_dir, tiny_openclip):
+    folder = os.path.dirname(photos["cat.png"])
+    index_folder(folder, [tiny_openclip], index_dir)
+    report = index_folder(folder, [tiny_openclip], index_dir, factory="HNSW8")
+    assert report.embedded == {tiny_openclip: 0}
+    store = Store(index_dir)
+    row = store.model(tiny_openclip)
+    index = faiss.read_index(os.path.join(index_dir, row.index_file))
+    store.close()
+    assert row.factory == "HNSW8"
+    assert isinstance(faiss.downcast_index(index.index), faiss.IndexHNSWFlat) and index.ntotal == 7
+    assert paths_found(index_dir, tiny_openclip) == set(photos)
