@@ -28,7 +28,8 @@ from .indexer import IndexReport, NullProgress, Progress, check_compatible, defa
 from .lock import WriteLock
 from .models import get_model, resolve
 from .store import DB_NAME, ModelRow, Store, corrupt_database, reporting_corruption
-from .vectors import VectorIndex, index_path, rebuild, remove_temp_files, save, sync, temp_files
+from .vectors import (VectorIndex, current_type, index_path, rebuild, remove_temp_files, save, sync, temp_files,
+                      wanted_type)
 
 NORM_TOLERANCE = 1e-2  # every model adapter L2-normalises; bf16 models land within 1e-3
 VECTOR_TOLERANCE = 1e-5  # FAISS keeps float32 copies: they match exactly unless damaged
@@ -211,9 +212,9 @@ def _read_faiss(store: Store, row: ModelRow, check: ModelCheck) -> VectorIndex |
     path = index_path(store, row)
     if not os.path.exists(path):  # never saved yet: a load builds it from the database
         check.behind = True
-        return VectorIndex.empty(row.factory, row.dim)
+        return VectorIndex.empty(wanted_type(row, 0), row.dim)
     try:
-        vi = VectorIndex.read(path, row.factory)
+        vi = VectorIndex.read(path, current_type(row))
     except IndexCorrupt as e:
         check.faiss_error = str(e)
         return None
@@ -278,11 +279,11 @@ def _repair(store: Store, rows: list[ModelRow], report: CheckReport, progress, d
         row = store.model(row.spec)
         path = index_path(store, row)
         if _trusted(by_spec[row.spec]) and os.path.exists(path):
-            vi = VectorIndex.read(path, row.factory)
+            vi = VectorIndex.read(path, current_type(row))
             vi.generation = row.faiss_generation
             sync(store, row, vi)
         else:
-            vi = VectorIndex.empty(row.factory, row.dim)
+            vi = VectorIndex.empty(wanted_type(row, 0), row.dim)
             rebuild(store, row, vi)
             rebuilt.add(row.id)
             report.repaired.append(f"{row.spec}: rebuilt the FAISS index from {vi.ntotal} stored vectors")

@@ -148,7 +148,7 @@ def _evaluate_model(dataset, spec, index_dir, ks, factory, precision, progress, 
         "dim": model.dim,
         "device": model.device,
         "precision": precision,
-        "factory": searcher.row.factory,
+        "factory": searcher.vi.factory,  # the concrete type searched (the request may be "auto")
         "t2i": t2i_metrics(per_query, ks),
         "latency_ms": {key: metrics.latency_summary(v) for key, v in timings.items()},
         "batched": {
@@ -168,7 +168,7 @@ def _evaluate_model(dataset, spec, index_dir, ks, factory, precision, progress, 
         "images_indexed": int(present.sum()),
         "queries": per_query,
     }
-    if searcher.row.factory != "Flat":
+    if searcher.vi.factory != "Flat":
         exact_top = np.argsort(-(query_vectors @ vectors[present].T), axis=1)[:, :k_max]
         ids = np.asarray(_image_ids(searcher, dataset.images))[present]
         summary["ann_recall@k"] = {

@@ -28,7 +28,7 @@ import sqlite_utils
 from .errors import IndexCorrupt
 
 DB_NAME = "imgsearch.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
@@ -84,7 +84,12 @@ def _migration_1(db: sqlite_utils.Database) -> None:
 
 
 # Numbered migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
-MIGRATIONS = [_migration_1]
+def _migration_2(db: sqlite_utils.Database) -> None:
+    # The concrete type of each saved FAISS file: with factory "auto" it changes as a collection grows.
+    db["models"].add_column("index_type", str)
+
+
+MIGRATIONS = [_migration_1, _migration_2]
 
 
 @dataclass
@@ -100,6 +105,7 @@ class ModelRow:
     index_file: str
     generation: int
     faiss_generation: int
+    index_type: str | None = None  # the saved FAISS file's concrete type
 
 
 def corrupt_database(db_path: str, e: Exception) -> IndexCorrupt:
@@ -310,8 +316,9 @@ class Store:
                         [time.time(), model_id])
         return self.db.execute("select generation from models where id = ?", [model_id]).fetchone()[0]
 
-    def set_faiss_generation(self, model_id: int, generation: int) -> None:
-        self.db.execute("update models set faiss_generation = ? where id = ?", [generation, model_id])
+    def set_faiss_generation(self, model_id: int, generation: int, index_type: str) -> None:
+        self.db.execute("update models set faiss_generation = ?, index_type = ? where id = ?",
+                        [generation, index_type, model_id])
 
     # -- embeddings -------------------------------------------------------------------------
     def put_embeddings(self, model_id: int, gen: int, image_ids: list[int], vectors: np.ndarray) -> None:
@@ -378,7 +385,7 @@ def _model_row(row: dict) -> ModelRow:
         id=row["id"], spec=row["spec"], family=row["family"], dim=row["dim"], precision=row["precision"],
         preprocess=json.loads(row["preprocess"] or "{}"), versions=json.loads(row["versions"] or "{}"),
         factory=row["factory"], index_file=row["index_file"], generation=row["generation"],
-        faiss_generation=row["faiss_generation"],
+        faiss_generation=row["faiss_generation"], index_type=row.get("index_type"),
     )
 
 

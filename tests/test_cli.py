@@ -69,7 +69,7 @@ def test_index_then_search_json(capsys, monkeypatch, photos, index_dir, tiny_ope
     (["search", "x", "--model", "fast", "-k", "0"], "-k must be a positive integer"),
     (["search", "x", "--model", "fast", "-k", "many"], "'many' is not a valid integer"),
     (["index", "/no/such/folder", "--model", "fast"], "folder not found: /no/such/folder"),
-    (["index", ".", "--model", "fast", "--index-type", "IVF-bogus"], "bad FAISS index_factory string"),
+    (["index", ".", "--model", "fast", "--index-type", "IVF-bogus"], "bad FAISS index factory string"),
     (["index", "."], "name at least one model"),
     (["search", "--model", "fast"], "give either a text QUERY or --image PATH"),
     (["eval", "--dataset", "/no/such.jsonl", "--model", "fast"], "dataset not found"),

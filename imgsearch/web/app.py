@@ -133,7 +133,7 @@ def create_app(index_dir: str, allow_indexing: bool = False, *, reports_dir: str
     def models():
         """Models indexed here, first indexed first (the default)."""
         loaded = searchers.loaded()
-        return [{"spec": m.spec, "family": m.family, "dim": m.dim, "factory": m.factory, "loaded": m.spec in loaded}
+        return [{"spec": m.spec, "family": m.family, "dim": m.dim, "factory": m.index_type or m.factory, "loaded": m.spec in loaded}
                 for m in catalog.models()]
 
     @app.get("/api/search")

@@ -1,0 +1,1 @@
+"""Benchmarks that measure imgsearch on this machine: figures, not tests."""
