@@ -10,6 +10,9 @@ import click
 from tqdm import tqdm
 
 from . import __version__, web
+from .bench.indexing import run_indexing_bench
+from .bench.search import run_search_bench
+from .bench.summary import indexing_lines, search_lines
 from .check import check_index
 from .datasets import load_dataset
 from .demo import DEMO_MODELS, run_demo
@@ -22,6 +25,7 @@ from .models.base import PRECISIONS
 from .report import summary_rows, write_report
 from .search import Searcher, check_k
 from .store import Store
+from .vectors import validate_factory
 
 
 def progress_bar(total: int = 0, desc: str = "") -> tqdm:
@@ -240,6 +244,59 @@ def serve(index_dir, host, port, reports_dir, allow_indexing):
     index_dir = os.path.abspath(index_dir or default_index_dir())
     click.echo(f"imgsearch web UI on http://{host}:{port}/ (index {display_path(index_dir)}); Ctrl-C stops", err=True)
     web.serve(index_dir, host=host, port=port, allow_indexing=allow_indexing, reports_dir=reports_dir)
+
+
+@cli.group()
+def bench():
+    """Benchmarks: indexing throughput and ANN search, ratios measured side by side in one run."""
+
+
+@bench.command("indexing")
+@click.option("--model", "-m", "model", default=None, metavar="SPEC",
+              help="Model to bench [default: a random-initialised ViT-B-32 saved locally].")
+@click.option("--images", "n_images", default=None, type=click.IntRange(8, 1_000_000),
+              help="Images in the generated corpus (camera-sized JPEGs with EXIF + small PNGs).")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
+              help="Precisions to measure (repeatable) [default: fp32 bf16].")
+@click.option("--batch-size", default=None, type=click.IntRange(1, 4096))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
+@json_option
+def bench_indexing(model, n_images, precisions, batch_size, out_file, as_json):
+    """(a) naive loop vs (b) pure model forward vs (c) the imgsearch indexing pipeline."""
+    kwargs = {k: v for k, v in {"n_images": n_images, "batch_size": batch_size,
+                                "precisions": tuple(precisions) or None}.items() if v}
+    result = run_indexing_bench(model, progress=status_line, **kwargs)
+    _bench_output(result, out_file, as_json, indexing_lines)
+
+
+@bench.command("search")
+@click.option("--n", "ns", multiple=True, type=click.IntRange(100, 100_000_000),
+              help="Collection sizes (repeatable) [default: 10000 100000 1000000].")
+@click.option("--dim", default=512, show_default=True, type=click.IntRange(2, 8192))
+@click.option("--index", "factories", multiple=True, metavar="FACTORY",
+              help="index_factory strings to measure (repeatable; {nlist} and {pq_m} are filled per N).")
+@click.option("--queries", "n_queries", default=1000, show_default=True, type=click.IntRange(10, 100_000))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
+@json_option
+def bench_search(ns, dim, factories, n_queries, out_file, as_json):
+    """FAISS index types vs exact search vs an rclip-style numpy baseline, on clustered vectors."""
+    for factory in factories:
+        validate_factory(factory.replace("{nlist}", "64").replace("{pq_m}", "8"), dim)
+    kwargs = {"ns": tuple(ns)} if ns else {}
+    result = run_search_bench(dim=dim, factories=tuple(factories) or None, n_queries=n_queries,
+                              progress=status_line, **kwargs)
+    _bench_output(result, out_file, as_json, search_lines)
+
+
+def _bench_output(result: dict, out_file: str | None, as_json: bool, summary) -> None:
+    if out_file:
+        with open(out_file, "w") as f:
+            json.dump(result, f, indent=1)
+    if as_json:
+        echo_json(result)
+    else:
+        for line in summary(result):
+            click.echo(line)
 
 
 def status_line(line: str) -> None:

@@ -1,0 +1,34 @@
+"""Text tables for the benchmarks' JSON results (the JSON holds every figure; these pick a few)."""
+
+from __future__ import annotations
+
+
+def search_lines(result: dict) -> list[str]:
+    lines = [f"{'N':>9}  {'index':<26} {'build s':>8} {'MB':>8} {'p50 ms':>8} {'p99 ms':>8} {'QPS':>8} {'R@10':>6}"]
+    for run in result["runs"]:
+        base = run["baseline"]
+        lines.append(f"{run['n']:>9}  {'rclip-style numpy + sort':<26} {'':>8} {'':>8} "
+                     f"{base['latency_ms']['p50']:>8.2f} {base['latency_ms']['p99']:>8.2f} {'':>8} "
+                     f"{base['recall_at_k']:>6.3f}")
+        for index in run["indexes"]:
+            if "error" in index:
+                lines.append(f"{run['n']:>9}  {index['factory']:<26} {index['error']}")
+                continue
+            # the fastest setting that reached the target recall, else the first one measured
+            target = index["params_at_target"]
+            setting = next((s for s in index["settings"] if s["params"] == target), index["settings"][0])
+            label = index["factory"] + "".join(f" {k}={v}" for k, v in setting["params"].items())
+            lines.append(f"{run['n']:>9}  {label:<26} {index['build_s']:>8.1f} {index['size_bytes'] / 2**20:>8.1f} "
+                         f"{setting['latency_ms']['p50']:>8.2f} {setting['latency_ms']['p99']:>8.2f} "
+                         f"{setting['batch_qps']:>8.0f} {setting['recall_at_k']:>6.3f}")
+        auto = run["auto"]
+        lines.append(f"{run['n']:>9}  {'auto: ' + auto['factory']:<26} {auto['build_s']:>8.1f} "
+                     f"{auto['size_bytes'] / 2**20:>8.1f} {auto['latency_ms']['p50']:>8.2f} "
+                     f"{auto['latency_ms']['p99']:>8.2f} {auto['batch_qps']:>8.0f} {auto['recall_at_k']:>6.3f}")
+        ratio = run["ratios"]["baseline_p50_over_auto_p50"]
+        lines.append(f"{'':>9}  baseline p50 / auto p50 = {ratio:.0f}x" if ratio else "")
+    return lines
+
+
+def indexing_lines(result: dict) -> list[str]:
+    return [f"{k}: {v}" for k, v in result.items() if not isinstance(v, (dict, list))]
