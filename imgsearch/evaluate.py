@@ -67,11 +67,15 @@ def evaluate(
         "definitions": DEFINITIONS,
         "models": [],
     }
+    prepared = []
     for spec in specs:
-        status(f"evaluating {spec}")
-        results["models"].append(
-            _evaluate_model(dataset, spec, index_dir, ks, factory, precision, progress, status)
-        )
+        status(f"indexing the dataset with {spec}")
+        prepared.append(_prepare(dataset, spec, index_dir, factory, precision, progress, status))
+    k_max = max(max(ks), 10)
+    _run_queries(dataset, prepared, k_max, progress, status)
+    for run in prepared:
+        results["models"].append(_summarise(dataset, run, ks, k_max))
+        run["searcher"].close()
     return results
 
 
@@ -86,51 +90,68 @@ DEFINITIONS = {
                                "ties count against the model",
     "pairwise_accuracy": "share of pairs where sim(image, positive) > max sim(image, negatives)",
     "ann_recall@k": "k-recall@k of the index's top-k against exact search on the same vectors",
-    "latency_ms": "per query at batch size 1 after warm-up queries; percentiles by linear interpolation",
+    "latency_ms": "per query at batch size 1 after warm-up queries, the models taking turns query by "
+                  "query so that machine noise falls on all alike; percentiles by linear interpolation",
 }
 
 
-def _evaluate_model(dataset, spec, index_dir, ks, factory, precision, progress, status) -> dict:
+def _prepare(dataset, spec, index_dir, factory, precision, progress, status) -> dict:
+    """Load, index (re-using an up-to-date index) and open a searcher for one model."""
     t0 = time.perf_counter()
     model = get_model(spec, precision=precision)
     load_s = time.perf_counter() - t0
     rss_after_load = _rss_mb()
-
     wanted = set(dataset.images)
     report = index_folder(_common_root(dataset.images), [spec], index_dir, factory=factory,
                           precision=precision, progress=progress, include=wanted.__contains__)
     missing = len(dataset.images) - _count_indexed(index_dir, spec, dataset.images)
     if missing:
         status(f"{spec}: {missing} dataset images could not be indexed (see `imgsearch index` summary)")
-    indexing = _indexing_throughput(report, spec, dataset, precision)
-
     searcher = Searcher(spec, index_dir, precision=precision)
     vectors, present = _collection_vectors(searcher, dataset.images)
     relevant = [{i for i in rel if present[i]} for rel in dataset.relevant_indices()]
     usable = [q for q, rel in enumerate(relevant) if rel]
     if not usable:
         raise UsageError(f"{spec}: no query has a relevant image in the index")
-    k_max = max(max(ks), 10)
+    return {
+        "spec": spec, "model": model, "searcher": searcher, "vectors": vectors, "present": present,
+        "relevant": relevant, "usable": usable, "per_query": [], "precision": precision,
+        "timings": {"encode": [], "search": [], "metadata": [], "total": []},
+        "cost": {"load_s": load_s, "rss_mb_after_load": rss_after_load,
+                 "indexing": _indexing_throughput(report, spec, dataset, precision)},
+    }
 
-    status(f"{spec}: {len(usable)} queries through the real search path")
-    for q in usable[:WARMUP_QUERIES]:
-        searcher.text(dataset.queries[q].text, k_max)
-    searcher.clear_cache()  # measured queries must encode, as a new user's would
-    per_query, timings = [], {"encode": [], "search": [], "metadata": [], "total": []}
-    bar = progress(total=len(usable), desc="queries")
-    for q in usable:
-        result = searcher.text(dataset.queries[q].text, k_max)
-        for key in timings:
-            timings[key].append(result.timing_ms[key])
-        per_query.append({
-            "query": dataset.queries[q].text,
-            "relevant": sorted(dataset.images[i] for i in relevant[q]),
-            "topk": [r["path"] for r in result.results],
-            "timing_ms": {k: round(v, 4) for k, v in result.timing_ms.items()},
-        })
+
+def _run_queries(dataset, prepared, k_max, progress, status) -> None:
+    """Every query through every model's real search path, the models taking turns."""
+    for run in prepared:
+        for q in run["usable"][:WARMUP_QUERIES]:
+            run["searcher"].text(dataset.queries[q].text, k_max)
+        run["searcher"].clear_cache()  # measured queries must encode, as a new user's would
+        run["todo"] = set(run["usable"])
+    order = sorted(set().union(*(run["usable"] for run in prepared)))
+    status(f"{len(order)} queries through the real search path of {len(prepared)} models")
+    bar = progress(total=len(order), desc="queries")
+    for q in order:
+        for run in prepared:
+            if q not in run["todo"]:
+                continue
+            result = run["searcher"].text(dataset.queries[q].text, k_max)
+            for key, values in run["timings"].items():
+                values.append(result.timing_ms[key])
+            run["per_query"].append({
+                "query": dataset.queries[q].text,
+                "relevant": sorted(dataset.images[i] for i in run["relevant"][q]),
+                "topk": [r["path"] for r in result.results],
+                "timing_ms": {k: round(v, 4) for k, v in result.timing_ms.items()},
+            })
         bar.update(1)
     bar.close()
 
+
+def _summarise(dataset, run, ks, k_max) -> dict:
+    model, searcher, vectors, present = run["model"], run["searcher"], run["vectors"], run["present"]
+    usable, per_query = run["usable"], run["per_query"]
     t1 = time.perf_counter()
     query_vectors = model.embed_documents([dataset.queries[q].text for q in usable])
     encode_s = time.perf_counter() - t1
@@ -138,19 +159,19 @@ def _evaluate_model(dataset, spec, index_dir, ks, factory, precision, progress, 
     _, ann_ids = searcher.vi.search(query_vectors, k_max)
     search_s = time.perf_counter() - t2
 
-    exact_ranks = _first_ranks(query_vectors, vectors, [relevant[q] for q in usable])
+    exact_ranks = _first_ranks(query_vectors, vectors, [run["relevant"][q] for q in usable])
     for record, rank in zip(per_query, exact_ranks):
         record["first_relevant_rank"] = int(rank)
 
     summary = {
-        "spec": spec,
+        "spec": run["spec"],
         "family": model.family,
         "dim": model.dim,
         "device": model.device,
-        "precision": precision,
+        "precision": run["precision"],
         "factory": searcher.vi.factory,  # the concrete type searched (the request may be "auto")
         "t2i": t2i_metrics(per_query, ks),
-        "latency_ms": {key: metrics.latency_summary(v) for key, v in timings.items()},
+        "latency_ms": {key: metrics.latency_summary(v) for key, v in run["timings"].items()},
         "batched": {
             "queries": len(usable),
             "encode_qps": len(usable) / encode_s if encode_s else None,
@@ -158,11 +179,9 @@ def _evaluate_model(dataset, spec, index_dir, ks, factory, precision, progress, 
             "qps": len(usable) / (encode_s + search_s) if encode_s + search_s else None,
         },
         "cost": {
-            "load_s": load_s,
-            "indexing": indexing,
+            **run["cost"],
             "index_bytes": os.path.getsize(index_path(searcher.store, searcher.row)),
             "vector_bytes": int(vectors[present].nbytes),
-            "rss_mb_after_load": rss_after_load,
             "peak_rss_mb": _peak_rss_mb(),
         },
         "images_indexed": int(present.sum()),
@@ -178,7 +197,6 @@ def _evaluate_model(dataset, spec, index_dir, ks, factory, precision, progress, 
         summary["i2t"] = _i2t(dataset, vectors, present, model, ks)
     if dataset.pairs:
         summary["pairwise_accuracy"] = _pairwise(dataset, vectors, model)
-    searcher.close()
     return summary
 
 

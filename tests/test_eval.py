@@ -94,3 +94,29 @@ def test_image_to_text_and_cost_figures_are_reported(sample_eval):
     assert model["cost"]["index_bytes"] > 0 and model["cost"]["indexing"]["images_per_s"] > 0
     assert model["dim"] == 384 and model["batched"]["qps"] > 0
     assert os.path.basename(paths["results.json"]) == "results.json"
+
+
+def test_an_approximate_index_reports_ann_recall_against_exact_search(tmp_path, tiny_openclip):
+    write_samples(str(tmp_path / "photos"), captions_file="captions.jsonl")
+    dataset = load_dataset(str(tmp_path / "photos" / "captions.jsonl"))
+    results = evaluate(dataset, [tiny_openclip], str(tmp_path / "indexes"), ks=(1, 5), factory="HNSW8")
+    model = results["models"][0]
+    assert model["factory"] == "HNSW8"
+    # 15 vectors: HNSW finds every true neighbour, so it must agree with exact search.
+    assert model["ann_recall@k"] == {"@1": 1.0, "@5": 1.0}
+
+
+def test_the_models_take_turns_query_by_query(tmp_path, tiny_openclip, tiny_openclip_b, monkeypatch):
+    write_samples(str(tmp_path / "photos"), ["cat.png", "coffee.png"], captions_file="captions.jsonl")
+    dataset = load_dataset(str(tmp_path / "photos" / "captions.jsonl"))
+    calls = []
+    original = evaluate.__globals__["Searcher"].text
+
+    def spy(self, query, k=10):
+        calls.append(self.model.spec)
+        return original(self, query, k)
+
+    monkeypatch.setattr(evaluate.__globals__["Searcher"], "text", spy)
+    evaluate(dataset, [tiny_openclip, tiny_openclip_b], str(tmp_path / "indexes"))
+    measured = calls[-8:]  # 4 captions, after the warm-up queries
+    assert measured == [tiny_openclip, tiny_openclip_b] * 4
