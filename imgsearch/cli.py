@@ -7,12 +7,14 @@ import os
 import sys
 
 import click
+import open_clip
 from tqdm import tqdm
 
 from . import __version__, web
 from .bench.indexing import run_indexing_bench
+from .bench.query import run_query_bench
 from .bench.search import run_search_bench
-from .bench.summary import indexing_lines, search_lines
+from .bench.summary import indexing_lines, query_lines, search_lines
 from .check import check_index
 from .datasets import load_dataset
 from .demo import DEMO_MODELS, run_demo
@@ -286,6 +288,24 @@ def bench_search(ns, dim, factories, n_queries, out_file, as_json):
     result = run_search_bench(dim=dim, factories=tuple(factories) or None, n_queries=n_queries,
                               progress=status_line, **kwargs)
     _bench_output(result, out_file, as_json, search_lines)
+
+
+@bench.command("query")
+@click.option("--n", "n", default=100_000, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="Vectors in the index.")
+@click.option("--arch", default="ViT-B-32", show_default=True, help="open_clip architecture (random weights).")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
+              help="Precisions to measure (repeatable) [default: fp32 bf16].")
+@click.option("--queries", "n_queries", default=100, show_default=True, type=click.IntRange(5, 100_000))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
+@json_option
+def bench_query(n, arch, precisions, n_queries, out_file, as_json):
+    """End-to-end text query latency (encode -> FAISS -> metadata) on an index of N vectors."""
+    if arch not in open_clip.list_models():
+        raise UsageError(f"unknown open_clip architecture {arch!r}")
+    result = run_query_bench(n=n, arch=arch, precisions=tuple(precisions) or ("fp32", "bf16"),
+                             n_queries=n_queries, progress=status_line)
+    _bench_output(result, out_file, as_json, query_lines)
 
 
 def _bench_output(result: dict, out_file: str | None, as_json: bool, summary) -> None:

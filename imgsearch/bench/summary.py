@@ -32,3 +32,15 @@ def search_lines(result: dict) -> list[str]:
 
 def indexing_lines(result: dict) -> list[str]:
     return [f"{k}: {v}" for k, v in result.items() if not isinstance(v, (dict, list))]
+
+
+def query_lines(result: dict) -> list[str]:
+    cfg = result["config"]
+    lines = [f"text queries on {cfg['n']} vectors ({cfg['arch']} text tower), ms per query:"]
+    for run in result["runs"]:
+        u = run["unique"]
+        lines.append(f"  {run['precision']:<5} {run['index_type']:<16} new query p50 {u['total']['p50']:.1f} "
+                     f"(encode {u['encode']['p50']:.1f}, search {u['search']['p50']:.2f}, "
+                     f"metadata {u['metadata']['p50']:.2f}), p99 {u['total']['p99']:.1f}; "
+                     f"repeated query p50 {run['repeated_total']['p50']:.2f}")
+    return lines
