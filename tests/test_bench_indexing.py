@@ -17,12 +17,6 @@ from imgsearch.files import content_hash
 from imgsearch.models import get_model
 
 
-@pytest.fixture(scope="module")
-def bench_cache(tmp_path_factory) -> str:
-    """One cache dir for the bench runs here: the corpus of 8 images is built once."""
-    return str(tmp_path_factory.mktemp("bench-cache"))
-
-
 def test_corpus_mixes_camera_jpegs_with_exif_and_small_pngs(tmp_path):
     folder, paths = build_corpus(str(tmp_path / "corpus"), 8, camera_every=4)
     assert sorted(os.listdir(folder)) == [os.path.basename(p) for p in paths]
@@ -56,15 +50,16 @@ def test_a_precision_much_slower_than_fp32_is_left_out_of_the_pipeline():
     assert fast_precisions({"bf16": {"images_per_s": 2.0}}) == ["bf16"]  # nothing to compare with
 
 
-def test_bench_measures_all_three_on_the_same_files(tiny_openclip, bench_cache):
+def test_bench_measures_all_three_on_the_same_files(tiny_openclip, tmp_path):
     result = run_indexing_bench(
         tiny_openclip, n_images=8, precisions=("fp32", "bf16"), batch_size=4, workers=2,
-        pipeline_precisions=("fp32",), rss_images=(4,), cache_dir=bench_cache,
+        pipeline_precisions=("fp32",), rss_images=(4,), cache_dir=str(tmp_path),
     )
     assert json.loads(json.dumps(result)) == result
     assert result["corpus"]["n_images"] == 8 and result["corpus"]["camera_jpegs"] == 2
     assert result["model"]["spec"] == tiny_openclip and result["model"]["dim"] == 32
     assert result["naive"]["images_per_s"] > 0
+    assert result["naive"]["cosine_between_images"]["n"] == 7  # each image with the next
     for precision in ("fp32", "bf16"):
         forward = result["forward"][precision]
         assert forward["images_per_s"] > 0 and forward["batch_size"] == 4 and forward["batches"] >= 1

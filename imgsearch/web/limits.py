@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file itself
+# After the cap, read and discard up to this much more before answering: a client still
+# sending when the server closes gets a connection reset instead of the 413.
+DRAIN_BYTES = 8 * 1024 * 1024
 
 
 class BodyLimit:
@@ -28,11 +31,13 @@ class BodyLimit:
             return await self._too_large(send)
         seen = 0
         over = started = False
+        more_body = True
 
         async def counted_receive():
-            nonlocal seen, over
+            nonlocal seen, over, more_body
             message = await receive()
             if message["type"] == "http.request":
+                more_body = message.get("more_body", False)
                 seen += len(message.get("body", b""))
                 if seen > self.cap and not started:
                     over = True
@@ -51,6 +56,7 @@ class BodyLimit:
             if not over:  # the app failing on the faked disconnect is expected; anything else is not
                 raise
         if over:
+            await _drain(receive, more=more_body)
             await self._too_large(send)
 
     async def _too_large(self, send) -> None:
@@ -59,6 +65,16 @@ class BodyLimit:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _drain(receive, more: bool) -> None:
+    drained = 0
+    while more and drained < DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        more = message.get("more_body", False)
 
 
 def too_large_message(max_bytes: int) -> str:
