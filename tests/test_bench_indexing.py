@@ -5,12 +5,14 @@ import os
 
 import pytest
 
+
 from imgsearch.bench.indexing import (
     build_corpus,
     fast_precisions,
     run_indexing_bench,
     save_probe_openclip,
 )
+from imgsearch.bench.summary import indexing_lines
 from imgsearch.decode import read_and_decode
 from imgsearch.errors import UsageError
 from imgsearch.files import content_hash
@@ -85,6 +87,10 @@ def test_bench_measures_all_three_on_the_same_files(tiny_openclip, tmp_path):
     assert rss["peak_growth_bytes"] == rss["peak_rss_bytes"] - rss["rss_before_index_bytes"]
     machine = result["machine"]
     assert machine["cpu_count"] >= 1 and machine["torch_threads"] >= 1 and machine["cpu_capability"]
+
+    text = "\n".join(indexing_lines(result))  # what `imgsearch bench indexing` prints
+    assert "(a) naive loop" in text and "(c) pipeline bf16: not run (not in pipeline_precisions)" in text
+    assert "peak RSS indexing 4 images" in text
 
 
 @pytest.mark.parametrize("kwargs", [{"n_images": 0}, {"batch_size": 0}, {"precisions": ("int4",)},

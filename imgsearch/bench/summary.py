@@ -31,7 +31,25 @@ def search_lines(result: dict) -> list[str]:
 
 
 def indexing_lines(result: dict) -> list[str]:
-    return [f"{k}: {v}" for k, v in result.items() if not isinstance(v, (dict, list))]
+    corpus = result["corpus"]
+    lines = [f"{corpus['n_images']} images ({corpus['camera_jpegs']} camera JPEGs, {corpus['small_pngs']} small PNGs), "
+             f"{result['config']['spec']}",
+             f"  (a) naive loop, fp32, batch 1: {result['naive']['images_per_s']:.2f} img/s"]
+    for precision, forward in result["forward"].items():
+        lines.append(f"  (b) forward {precision}, batch {forward['batch_size']}: {forward['images_per_s']:.2f} img/s, "
+                     f"cosine to fp32 mean {forward['cosine_to_fp32']['mean']:.5f}")
+    for precision, run in result["pipeline"].items():
+        if "not_run" in run:
+            lines.append(f"  (c) pipeline {precision}: not run ({run['not_run']})")
+            continue
+        ratios = result["ratios"].get(precision, {})
+        lines.append(f"  (c) pipeline {precision}: {run['images_per_s']:.2f} img/s, (c)/(a) {ratios.get('pipeline_over_naive')}, "
+                     f"(c)/(b) {ratios.get('pipeline_over_forward')}, cosine to naive fp32 mean "
+                     f"{run['cosine_to_naive']['mean']:.5f} min {run['cosine_to_naive']['min']:.5f}, "
+                     f"{run['index_bytes_per_image']} index bytes/image")
+    for rss in result.get("peak_rss", []):
+        lines.append(f"  peak RSS indexing {rss['n_images']} images: {rss['peak_rss_bytes'] / 2**20:.0f} MB")
+    return lines
 
 
 def query_lines(result: dict) -> list[str]:
