@@ -33,6 +33,7 @@ demo: install
 bench: install
 	$(VENV)/bin/imgsearch bench indexing --json
 	$(VENV)/bin/imgsearch bench search --json
+	$(VENV)/bin/imgsearch bench query --json
 
 clean:
 	rm -rf $(VENV) indexes/*.db* indexes/*.faiss reports

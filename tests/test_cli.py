@@ -22,9 +22,12 @@ def run(capsys, monkeypatch, *args):
 
 
 def test_every_command_has_help(capsys, monkeypatch):
-    for name in cli.commands:
+    for name, command in cli.commands.items():
         code, out, _ = run(capsys, monkeypatch, name, "--help")
         assert code == 0 and out.startswith("Usage: imgsearch " + name), name
+        for sub in getattr(command, "commands", {}):
+            code, out, _ = run(capsys, monkeypatch, name, sub, "--help")
+            assert code == 0 and out.startswith(f"Usage: imgsearch {name} {sub}"), sub
 
 
 def test_models_json_lists_presets_and_offline_models(capsys, monkeypatch):

@@ -104,7 +104,7 @@ def describe_spec(canonical: str) -> dict:
 
 
 def list_models() -> list[dict]:
-    """Presets first, then each family's well-known models."""
+    """The presets, each with what `imgsearch models` shows (no weights are loaded)."""
     rows = []
     for p in PRESETS.values():
         rows.append({"preset": p.name, "use": p.use, **describe_spec(p.spec)})
