@@ -189,7 +189,9 @@ def drop(model, index_dir, as_json):
 @click.option("--lang", default="en", show_default=True, help="Caption language (tuxpaint translations).")
 @click.option("--template", default="a photo of a {label}", show_default=True, help="Class-folder query template.")
 @click.option("--index-dir", type=click.Path(file_okay=False), default=None,
-              help="Index dir for the dataset's images [default: a dedicated one under ./indexes/eval].")
+              help="Index dir for the dataset's images [default: a dedicated one under ./indexes/eval]. "
+                   "Give it to the dataset alone: files under the dataset's folder that are not in the "
+                   "dataset are swept from it.")
 @click.option("--index-type", "factory", default=None, metavar="FACTORY", help="FAISS index_factory string.")
 @precision_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,

@@ -66,7 +66,6 @@ from PIL import ExifTags, Image, ImageOps, PngImagePlugin
 
 from ..decode import read_and_decode, to_rgb
 from ..errors import ImgsearchError, UsageError
-from ..indexer import index_folder
 from ..models import get_model, resolve
 from ..models.base import PRECISIONS, EmbeddingModel
 from ..models.bridge import cache_dir as default_cache_dir
