@@ -349,6 +349,9 @@ class Store:
                               [model_id, image_id]).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32)
 
+    def embedding_count(self, model_id: int) -> int:
+        return self.db.execute("select count(*) from embeddings where model_id = ?", [model_id]).fetchone()[0]
+
     def embedding_ids(self, model_id: int) -> np.ndarray:
         rows = self.db.execute("select image_id from embeddings where model_id = ?", [model_id]).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

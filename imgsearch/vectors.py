@@ -176,12 +176,15 @@ def sync(store: Store, model: ModelRow, vi: VectorIndex) -> bool:
             rebuild(store, model, vi)
             return True
         present = vi.ids()
-        stored = store.embedding_ids(model.id)
         fresh_ids, fresh_vectors = store.embeddings_since(model.id, model.dim, vi.generation)
-    # Drop ids no longer stored, and re-add every row written since vi's generation
-    # (an update keeps its image id but has a new vector).
-    stale = np.union1d(np.setdiff1d(present, stored), np.intersect1d(present, fresh_ids))
-    if wanted_type(model, len(stored)) != vi.factory or not vi.remove(stale):
+        rewritten = np.intersect1d(present, fresh_ids)  # an update keeps its id, has a new vector
+        stored_count = store.embedding_count(model.id)
+        # Every stored row not written since vi's generation is in vi, so the counts tell
+        # whether any id was deleted; only then is the whole id list read (not per chunk).
+        deleted = len(present) + len(fresh_ids) - len(rewritten) - stored_count
+        gone = np.setdiff1d(present, store.embedding_ids(model.id)) if deleted else present[:0]
+    stale = np.union1d(gone, rewritten)
+    if wanted_type(model, stored_count) != vi.factory or not vi.remove(stale):
         rebuild(store, model, vi)  # grown past its type (auto), or a type that cannot remove
     else:
         vi.add(fresh_ids, fresh_vectors)
