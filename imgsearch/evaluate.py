@@ -108,13 +108,14 @@ def _prepare(dataset, spec, index_dir, factory, precision, progress, status) -> 
     if missing:
         status(f"{spec}: {missing} dataset images could not be indexed (see `imgsearch index` summary)")
     searcher = Searcher(spec, index_dir, precision=precision)
-    vectors, present = _collection_vectors(searcher, dataset.images)
+    ids = _image_ids(searcher, dataset.images)
+    vectors, present = _collection_vectors(searcher, ids)
     relevant = [{i for i in rel if present[i]} for rel in dataset.relevant_indices()]
     usable = [q for q, rel in enumerate(relevant) if rel]
     if not usable:
         raise UsageError(f"{spec}: no query has a relevant image in the index")
     return {
-        "spec": spec, "model": model, "searcher": searcher, "vectors": vectors, "present": present,
+        "spec": spec, "model": model, "searcher": searcher, "ids": ids, "vectors": vectors, "present": present,
         "relevant": relevant, "usable": usable, "per_query": [], "precision": precision,
         "timings": {"encode": [], "search": [], "metadata": [], "total": []},
         "cost": {"load_s": load_s, "rss_mb_after_load": rss_after_load,
@@ -189,7 +190,7 @@ def _summarise(dataset, run, ks, k_max) -> dict:
     }
     if searcher.vi.factory != "Flat":
         exact_top = np.argsort(-(query_vectors @ vectors[present].T), axis=1)[:, :k_max]
-        ids = np.asarray(_image_ids(searcher, dataset.images))[present]
+        ids = np.asarray(run["ids"])[present]
         summary["ann_recall@k"] = {
             f"@{k}": metrics.ann_recall_at_k(ann_ids, ids[exact_top], k) for k in ks
         }
@@ -244,11 +245,10 @@ def _pairwise(dataset, vectors, model) -> dict:
     return {"accuracy": metrics.pairwise_accuracy(pos, neg), "pairs": len(pos)}
 
 
-def _collection_vectors(searcher: Searcher, images: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Stored vectors in collection order; rows of unindexed (skipped) images are zero."""
-    ids = _image_ids(searcher, images)
-    vectors = np.zeros((len(images), searcher.row.dim), np.float32)
-    present = np.zeros(len(images), bool)
+def _collection_vectors(searcher: Searcher, ids: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Stored vectors in collection order (ids: each image's row id); unindexed rows are zero."""
+    vectors = np.zeros((len(ids), searcher.row.dim), np.float32)
+    present = np.zeros(len(ids), bool)
     position = {image_id: i for i, image_id in enumerate(ids) if image_id is not None}
     for batch_ids, batch in searcher.store.iter_embeddings(searcher.row.id, searcher.row.dim):
         for image_id, vector in zip(batch_ids.tolist(), batch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -88,12 +89,25 @@ class EmbeddingModel:
 
 
 class one_thread:
+    """torch's thread count is process-wide: with queries in several threads (the web server),
+    the first to enter saves it and the last to leave restores it."""
+
+    _lock = threading.Lock()
+    _inside = 0
+    _saved = 1
+
     def __enter__(self):
-        self._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        with one_thread._lock:
+            if one_thread._inside == 0:
+                one_thread._saved = torch.get_num_threads()
+                torch.set_num_threads(1)
+            one_thread._inside += 1
 
     def __exit__(self, *exc):
-        torch.set_num_threads(self._threads)
+        with one_thread._lock:
+            one_thread._inside -= 1
+            if one_thread._inside == 0:
+                torch.set_num_threads(one_thread._saved)
 
 
 def _normalise(x: torch.Tensor) -> np.ndarray:

@@ -24,6 +24,7 @@ from ..errors import (DecodeError, ImgsearchError, IndexCorrupt, IndexLocked, In
                       UsageError)
 from ..files import display_path
 from ..search import SearchResult
+from ..vectors import current_type
 from .access import Refused, indexed_bytes
 from .catalog import Catalog, NotIndexed, SearcherPool
 from .indexing import Busy, IndexJob
@@ -133,7 +134,7 @@ def create_app(index_dir: str, allow_indexing: bool = False, *, reports_dir: str
     def models():
         """Models indexed here, first indexed first (the default)."""
         loaded = searchers.loaded()
-        return [{"spec": m.spec, "family": m.family, "dim": m.dim, "factory": m.index_type or m.factory, "loaded": m.spec in loaded}
+        return [{"spec": m.spec, "family": m.family, "dim": m.dim, "factory": current_type(m), "loaded": m.spec in loaded}
                 for m in catalog.models()]
 
     @app.get("/api/search")
