@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from . import __version__, web
 from .bench.indexing import run_indexing_bench
-from .bench.query import run_query_bench
+from .bench.query import DEFAULT_PRECISIONS as DEFAULT_QUERY_PRECISIONS, run_query_bench
 from .bench.search import run_search_bench
 from .bench.summary import indexing_lines, query_lines, search_lines
 from .check import check_index
@@ -23,7 +23,7 @@ from .evaluate import DEFAULT_KS, evaluate
 from .files import display_path
 from .indexer import default_index_dir, drop_model, index_folder
 from .models import list_models
-from .models.base import PRECISIONS
+from .models.base import CONCRETE_PRECISIONS, PRECISIONS
 from .report import summary_rows, write_report
 from .search import Searcher, check_k
 from .store import Store
@@ -46,8 +46,10 @@ index_dir_option = click.option(
 )
 model_option = click.option("--model", "-m", "models", multiple=True, metavar="SPEC",
                             help="Model spec or preset (repeatable); see `imgsearch models`.")
-precision_option = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-                                help="Weights precision; bf16 is much faster on CPUs with AMX.")
+precision_option = click.option(
+    "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+    help="auto: fp16 on a GPU, bf16 on a CPU with AMX or AVX512-BF16, else fp32. "
+         "int8: quantised Linear layers, CPU only, faster at a small cost in recall (README).")
 
 
 @click.group()
@@ -193,11 +195,13 @@ def drop(model, index_dir, as_json):
                    "Give it to the dataset alone: files under the dataset's folder that are not in the "
                    "dataset are swept from it.")
 @click.option("--index-type", "factory", default=None, metavar="FACTORY", help="FAISS index_factory string.")
-@precision_option
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
+              help="Precision (repeatable: each model is measured at each, indexed apart, to show "
+                   "what int8 or bf16 costs in recall) [default: auto].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder [default: reports/<dataset>-<time>].")
 @json_option
-def eval_command(dataset, models, ks, split, lang, template, index_dir, factory, precision, out_dir, as_json):
+def eval_command(dataset, models, ks, split, lang, template, index_dir, factory, precisions, out_dir, as_json):
     """Measure recall@k and latency of each model on a labelled dataset; write a report."""
     if not models:
         raise UsageError("name at least one model: --model SPEC (see: imgsearch models)")
@@ -205,7 +209,7 @@ def eval_command(dataset, models, ks, split, lang, template, index_dir, factory,
         check_k(k)
     data = load_dataset(dataset, split=split, lang=lang, template=template)
     results = evaluate(data, list(models), index_dir, ks=tuple(ks) or DEFAULT_KS, factory=factory,
-                       precision=precision, progress=progress_bar, status=status_line)
+                       precisions=precisions or ("auto",), progress=progress_bar, status=status_line)
     paths = write_report(results, out_dir)
     summary = {"dataset": results["dataset"], "report": paths, "models": summary_rows(results)}
     if as_json:
@@ -260,8 +264,8 @@ def bench():
               help="Model to bench [default: a random-initialised ViT-B-32 saved locally].")
 @click.option("--images", "n_images", default=None, type=click.IntRange(8, 1_000_000),
               help="Images in the generated corpus (camera-sized JPEGs with EXIF + small PNGs).")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
-              help="Precisions to measure (repeatable) [default: fp32 bf16].")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(CONCRETE_PRECISIONS),
+              help="Precisions to measure (repeatable) [default: fp32 bf16 int8].")
 @click.option("--batch-size", default=None, type=click.IntRange(1, 4096))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
 @json_option
@@ -296,8 +300,8 @@ def bench_search(ns, dim, factories, n_queries, out_file, as_json):
 @click.option("--n", "n", default=100_000, show_default=True, type=click.IntRange(1, 10_000_000),
               help="Vectors in the index.")
 @click.option("--arch", default="ViT-B-32", show_default=True, help="open_clip architecture (random weights).")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISIONS),
-              help="Precisions to measure (repeatable) [default: fp32 bf16].")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(CONCRETE_PRECISIONS),
+              help="Precisions to measure (repeatable) [default: fp32 bf16 int8].")
 @click.option("--queries", "n_queries", default=100, show_default=True, type=click.IntRange(5, 100_000))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
 @json_option
@@ -305,7 +309,7 @@ def bench_query(n, arch, precisions, n_queries, out_file, as_json):
     """End-to-end text query latency (encode -> FAISS -> metadata) on an index of N vectors."""
     if arch not in open_clip.list_models():
         raise UsageError(f"unknown open_clip architecture {arch!r}")
-    result = run_query_bench(n=n, arch=arch, precisions=tuple(precisions) or ("fp32", "bf16"),
+    result = run_query_bench(n=n, arch=arch, precisions=tuple(precisions) or DEFAULT_QUERY_PRECISIONS,
                              n_queries=n_queries, progress=status_line)
     _bench_output(result, out_file, as_json, query_lines)
 

@@ -41,6 +41,6 @@ def run_demo(index_dir: str | None = None, out_dir: str | None = None, models=DE
         "collection": results["dataset"],
         "index_dir": index_dir,
         "searches": searches,
-        "recall": {m["spec"]: {k: v for k, v in m["t2i"].items() if k.startswith("recall@")} for m in results["models"]},
+        "recall": {m["label"]: {k: v for k, v in m["t2i"].items() if k.startswith("recall@")} for m in results["models"]},
         "report": paths,
     }

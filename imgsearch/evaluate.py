@@ -12,7 +12,7 @@ import os
 import resource
 import tempfile
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from .datasets import EvalSet
 from .errors import UsageError
 from .indexer import NullProgress, default_index_dir, index_folder
 from .models import get_model, resolve, slug
+from .models.base import concrete_precision, default_device
 from .search import Searcher
 from .store import Store
 from .vectors import index_path
@@ -30,9 +31,10 @@ WARMUP_QUERIES = 5
 THROUGHPUT_SAMPLE = 64  # images re-embedded in a scratch index when the real one was up to date
 
 
-def eval_index_dir(dataset: EvalSet) -> str:
-    """By default an eval collection gets its own index dir, never mixed with the user's photos."""
-    return os.path.join(default_index_dir(), "eval", slug(f"{dataset.format}:{dataset.root}"))
+def eval_index_dir(dataset: EvalSet, precision: str) -> str:
+    """By default an eval collection gets its own index dir, never mixed with the user's photos,
+    one per precision: an index built at another precision would not measure this one."""
+    return os.path.join(default_index_dir(), "eval", slug(f"{dataset.format}:{dataset.root}"), precision)
 
 
 def evaluate(
@@ -42,7 +44,7 @@ def evaluate(
     *,
     ks: tuple[int, ...] = DEFAULT_KS,
     factory: str | None = None,
-    precision: str = "fp32",
+    precisions: Sequence[str] = ("auto",),
     progress=NullProgress,
     status: Callable[[str], None] = lambda line: None,
 ) -> dict:
@@ -52,8 +54,13 @@ def evaluate(
             raise UsageError(f"-k must be a positive integer, got {k}")
     if not dataset.queries:
         raise UsageError(f"{dataset.name}: no queries")
-    index_dir = index_dir or eval_index_dir(dataset)
     specs = list(dict.fromkeys(resolve(s) for s in model_specs))
+    device = default_device()
+    precisions = list(dict.fromkeys(concrete_precision(p, device) for p in precisions or ("auto",)))
+    # Several precisions of one model are separate runs, each indexed at its own precision.
+    runs = [(spec, precision, spec if len(precisions) == 1 else f"{spec}@{precision}",
+             _run_index_dir(index_dir, dataset, precision, len(precisions) > 1))
+            for spec in specs for precision in precisions]
     results = {
         "dataset": {
             "name": dataset.name, "format": dataset.format, "root": dataset.root, "lang": dataset.lang,
@@ -62,15 +69,15 @@ def evaluate(
             "notes": dataset.notes,
         },
         "ks": list(ks),
-        "index_dir": index_dir,
+        "index_dirs": sorted({run[3] for run in runs}),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "definitions": DEFINITIONS,
         "models": [],
     }
     prepared = []
-    for spec in specs:
-        status(f"indexing the dataset with {spec}")
-        prepared.append(_prepare(dataset, spec, index_dir, factory, precision, progress, status))
+    for spec, precision, label, run_dir in runs:
+        status(f"indexing the dataset with {label}")
+        prepared.append(_prepare(dataset, spec, precision, label, run_dir, factory, progress, status))
     k_max = max(max(ks), 10)
     _run_queries(dataset, prepared, k_max, progress, status)
     for run in prepared:
@@ -95,7 +102,13 @@ DEFINITIONS = {
 }
 
 
-def _prepare(dataset, spec, index_dir, factory, precision, progress, status) -> dict:
+def _run_index_dir(given: str | None, dataset: EvalSet, precision: str, several: bool) -> str:
+    if given is None:
+        return eval_index_dir(dataset, precision)
+    return os.path.join(given, precision) if several else given
+
+
+def _prepare(dataset, spec, precision, label, index_dir, factory, progress, status) -> dict:
     """Load, index (re-using an up-to-date index) and open a searcher for one model."""
     t0 = time.perf_counter()
     model = get_model(spec, precision=precision)
@@ -106,16 +119,16 @@ def _prepare(dataset, spec, index_dir, factory, precision, progress, status) -> 
                           precision=precision, progress=progress, include=wanted.__contains__)
     missing = len(dataset.images) - _count_indexed(index_dir, spec, dataset.images)
     if missing:
-        status(f"{spec}: {missing} dataset images could not be indexed (see `imgsearch index` summary)")
+        status(f"{label}: {missing} dataset images could not be indexed (see `imgsearch index` summary)")
     searcher = Searcher(spec, index_dir, precision=precision)
     ids = _image_ids(searcher, dataset.images)
     vectors, present = _collection_vectors(searcher, ids)
     relevant = [{i for i in rel if present[i]} for rel in dataset.relevant_indices()]
     usable = [q for q, rel in enumerate(relevant) if rel]
     if not usable:
-        raise UsageError(f"{spec}: no query has a relevant image in the index")
+        raise UsageError(f"{label}: no query has a relevant image in the index")
     return {
-        "spec": spec, "model": model, "searcher": searcher, "ids": ids, "vectors": vectors, "present": present,
+        "spec": spec, "label": label, "model": model, "searcher": searcher, "ids": ids, "vectors": vectors, "present": present,
         "relevant": relevant, "usable": usable, "per_query": [], "precision": precision,
         "timings": {"encode": [], "search": [], "metadata": [], "total": []},
         "cost": {"load_s": load_s, "rss_mb_after_load": rss_after_load,
@@ -165,11 +178,13 @@ def _summarise(dataset, run, ks, k_max) -> dict:
         record["first_relevant_rank"] = int(rank)
 
     summary = {
+        "label": run["label"],
         "spec": run["spec"],
         "family": model.family,
         "dim": model.dim,
         "device": model.device,
         "precision": run["precision"],
+        "index_precision": searcher.row.precision,  # the precision the stored vectors were made at
         "factory": searcher.vi.factory,  # the concrete type searched (the request may be "auto")
         "t2i": t2i_metrics(per_query, ks),
         "latency_ms": {key: metrics.latency_summary(v) for key, v in run["timings"].items()},

@@ -126,7 +126,7 @@ def index_folder(
     index_dir: str | None = None,
     *,
     factory: str | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     device: str | None = None,
     batch_size: int = 32,
     workers: int | None = None,

@@ -33,7 +33,7 @@ def latency(model: dict) -> float:
 
 
 def pareto_front(models: list[dict]) -> list[str]:
-    """Specs no other model beats on both recall (higher) and p50 latency (lower)."""
+    """Labels of the runs no other run beats on both recall (higher) and p50 latency (lower)."""
     front = []
     for m in models:
         dominated = any(
@@ -41,23 +41,23 @@ def pareto_front(models: list[dict]) -> list[str]:
             for o in models if o is not m
         )
         if not dominated:
-            front.append(m["spec"])
+            front.append(m["label"])
     return front
 
 
 def recommend(models: list[dict]) -> dict:
     """One model per priority, from the measurements (rules stated in the output)."""
-    front = [m for m in models if m["spec"] in pareto_front(models)]
+    front = [m for m in models if m["label"] in pareto_front(models)]
     fastest = min(front, key=lambda m: (latency(m), -quality(m)))
     best = max(front, key=lambda m: (quality(m), -latency(m)))
     good_enough = [m for m in front if quality(m) >= BALANCE_SHARE * quality(best)]
     balance = min(good_enough, key=lambda m: (latency(m), -quality(m)))
     return {
-        "speed": {"spec": fastest["spec"], "rule": "lowest p50 query latency on the Pareto front"},
-        "balance": {"spec": balance["spec"],
+        "speed": {"model": fastest["label"], "rule": "lowest p50 query latency on the Pareto front"},
+        "balance": {"model": balance["label"],
                     "rule": f"lowest p50 latency among models with >= {BALANCE_SHARE:.0%} of the best recall"},
-        "quality": {"spec": best["spec"], "rule": "highest mean text->image recall@k"},
-        "pareto_front": [m["spec"] for m in front],
+        "quality": {"model": best["label"], "rule": "highest mean text->image recall@k"},
+        "pareto_front": [m["label"] for m in front],
     }
 
 
@@ -84,7 +84,8 @@ def default_out_dir(results: dict) -> str:
 def summary_rows(results: dict) -> list[dict]:
     rows = []
     for m in results["models"]:
-        row = {"model": m["spec"], "dim": m["dim"], "index": m["factory"], "precision": m["precision"]}
+        row = {"model": m["label"], "dim": m["dim"], "index": m["factory"], "precision": m["precision"],
+               "index_precision": m["index_precision"]}
         row.update({f"t2i_{k}": round(v, 4) for k, v in m["t2i"].items() if k != "queries"})
         for k, v in m.get("i2t", {}).items():
             if k != "images":
@@ -126,7 +127,7 @@ def markdown(results: dict) -> str:
         "",
         "## Recommendation",
         "",
-        *(f"- **{p}**: `{rec[p]['spec']}` ({rec[p]['rule']})" for p in ("speed", "balance", "quality")),
+        *(f"- **{p}**: `{rec[p]['model']}` ({rec[p]['rule']})" for p in ("speed", "balance", "quality")),
         f"- Pareto front (recall vs p50 latency): {', '.join(f'`{s}`' for s in rec['pareto_front'])}",
         "",
         "## Results",
@@ -164,7 +165,7 @@ def plot_recall(results: dict) -> str:
     width = 0.8 / max(len(models), 1)
     for i, m in enumerate(models):
         xs = [j + i * width for j in range(len(ks))]
-        ax.bar(xs, [m["t2i"][f"recall@{k}"] for k in ks], width, label=_short(m["spec"]))
+        ax.bar(xs, [m["t2i"][f"recall@{k}"] for k in ks], width, label=_short(m["label"]))
     ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(ks))], [f"R@{k}" for k in ks])
     ax.set_ylabel("text→image recall")
     ax.set_ylim(0, 1)
@@ -177,10 +178,10 @@ def plot_pareto(results: dict) -> str:
     models, front = results["models"], set(results["recommendation"]["pareto_front"])
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for m in models:
-        on = m["spec"] in front
+        on = m["label"] in front
         ax.scatter(latency(m), quality(m), s=60, marker="o" if on else "x")
-        ax.annotate(_short(m["spec"]), (latency(m), quality(m)), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    line = sorted((latency(m), quality(m)) for m in models if m["spec"] in front)
+        ax.annotate(_short(m["label"]), (latency(m), quality(m)), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    line = sorted((latency(m), quality(m)) for m in models if m["label"] in front)
     ax.plot([p[0] for p in line], [p[1] for p in line], "--", label="Pareto front")
     ax.set_xlabel("p50 query latency, ms (encode + search + metadata)")
     ax.set_ylabel("mean recall@k")
@@ -194,7 +195,7 @@ def plot_latency(results: dict) -> str:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     data = [[q["timing_ms"]["total"] for q in m["queries"]] for m in models]
     ax.boxplot(data, showfliers=True)
-    ax.set_xticks(range(1, len(models) + 1), [_short(m["spec"]) for m in models], fontsize=8, rotation=10)
+    ax.set_xticks(range(1, len(models) + 1), [_short(m["label"]) for m in models], fontsize=8, rotation=10)
     ax.set_ylabel("ms per query (batch size 1)")
     ax.set_title("Query latency distribution")
     return _svg(fig)
@@ -209,7 +210,7 @@ def html_report(results: dict) -> str:
         "<tr>" + "".join(f"<td>{esc(str(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows
     ) + "</table>"
     recs = "".join(
-        f"<li><b>{p}</b>: <code>{esc(rec[p]['spec'])}</code> — {esc(rec[p]['rule'])}</li>"
+        f"<li><b>{p}</b>: <code>{esc(rec[p]['model'])}</code> — {esc(rec[p]['rule'])}</li>"
         for p in ("speed", "balance", "quality")
     )
     defs = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in results["definitions"].items())

@@ -35,7 +35,7 @@ class Searcher:
     """A loaded model plus its FAISS index; reuse one for many queries."""
 
     def __init__(self, spec: str, index_dir: str | None = None, *, device: str | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "auto"):
         self.index_dir = os.path.abspath(index_dir or default_index_dir())
         canonical = resolve(spec)
         if not os.path.exists(os.path.join(self.index_dir, DB_NAME)):

@@ -5,9 +5,11 @@ from imgsearch.bench.summary import query_lines
 
 
 def test_query_bench_times_each_stage_and_the_cache(tiny_openclip):
-    result = run_query_bench(n=500, precisions=("fp32", "bf16"), n_queries=8, spec=tiny_openclip)
-    assert [r["precision"] for r in result["runs"]] == ["fp32", "bf16"]
-    assert result["ratios"]["fp32_p50_over_bf16_p50"] > 0
+    result = run_query_bench(n=500, precisions=("fp32", "bf16", "int8"), n_queries=8, spec=tiny_openclip)
+    assert [r["precision"] for r in result["runs"]] == ["fp32", "bf16", "int8"]
+    assert result["ratios"]["fp32_p50_over_bf16_p50"] > 0 and result["ratios"]["fp32_p50_over_int8_p50"] > 0
+    assert result["baseline_encode"]["n"] == 8  # open_clip's own encode_text, measured alongside
+    assert result["ratios"]["fastest_encode_precision"] in {"fp32", "bf16", "int8"}
     run = result["runs"][0]
     assert run["index_type"] == "Flat" and run["unique"]["total"]["n"] == 8
     assert set(run["unique"]) == {"encode", "search", "metadata", "total"}

@@ -13,7 +13,7 @@ from imgsearch.samples import write_samples
 
 
 def fake_model(spec, recall, p50):
-    return {"spec": spec, "t2i": {"recall@1": recall, "recall@10": recall}, "latency_ms": {"total": {"p50": p50}}}
+    return {"label": spec, "spec": spec, "t2i": {"recall@1": recall, "recall@10": recall}, "latency_ms": {"total": {"p50": p50}}}
 
 
 def test_pareto_front_drops_models_beaten_on_both_axes():
@@ -25,7 +25,7 @@ def test_pareto_front_drops_models_beaten_on_both_axes():
 def test_recommendation_per_priority():
     models = [fake_model("fast", 0.5, 10), fake_model("slow-good", 0.9, 100), fake_model("mid", 0.85, 30)]
     rec = recommend(models)
-    assert (rec["speed"]["spec"], rec["balance"]["spec"], rec["quality"]["spec"]) == ("fast", "mid", "slow-good")
+    assert (rec["speed"]["model"], rec["balance"]["model"], rec["quality"]["model"]) == ("fast", "mid", "slow-good")
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +120,21 @@ def test_the_models_take_turns_query_by_query(tmp_path, tiny_openclip, tiny_open
     evaluate(dataset, [tiny_openclip, tiny_openclip_b], str(tmp_path / "indexes"))
     measured = calls[-8:]  # 4 captions, after the warm-up queries
     assert measured == [tiny_openclip, tiny_openclip_b] * 4
+
+
+def test_each_precision_is_a_run_of_its_own_indexed_at_that_precision(tmp_path, tiny_openclip):
+    """What int8 costs in recall is measured on vectors made at int8, not on an fp32 index."""
+    write_samples(str(tmp_path / "photos"), captions_file="captions.jsonl")
+    dataset = load_dataset(str(tmp_path / "photos" / "captions.jsonl"))
+    results = evaluate(dataset, [tiny_openclip], str(tmp_path / "indexes"), precisions=("fp32", "int8"))
+    runs = {m["label"]: m for m in results["models"]}
+    spec = results["models"][0]["spec"]
+    assert list(runs) == [f"{spec}@fp32", f"{spec}@int8"]
+    for precision in ("fp32", "int8"):
+        run = runs[f"{spec}@{precision}"]
+        assert run["precision"] == run["index_precision"] == precision
+        assert os.path.exists(tmp_path / "indexes" / precision / "imgsearch.db")
+    paths = write_report(results, str(tmp_path / "report"))
+    with open(paths["results.csv"]) as f:
+        assert [r["model"] for r in csv.DictReader(f)] == list(runs)
+    assert set(json.load(open(paths["results.json"]))["recommendation"]["pareto_front"]) <= set(runs)

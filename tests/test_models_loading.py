@@ -5,6 +5,7 @@ random-initialised model that the tests build, save in the library's own on-disk
 load back through the public spec strings, exactly as a user's downloaded model would load.
 """
 
+import copy
 import json
 import os
 
@@ -28,6 +29,9 @@ HF_DIMS = {"clip": 24, "siglip": 32, "siglip2": 32, "align": 16, "blip": 16, "bl
 OPENCLIP_FORMS = ("openclip-local-dir", "openclip-arch-ckpt")
 ALL_KINDS = (*HF_DIMS, *OPENCLIP_FORMS)
 BF16_KINDS = ("clip", "siglip2", "blip2", "openclip-local-dir")  # one per distinct dtype path
+# Not the tiny BLIPs: their random towers put out CLS features of ~1e-8, under the smallest
+# step dynamic int8 represents, so they quantise to zero (trained features are O(1)).
+INT8_KINDS = ("clip", "siglip", "siglip2", "align", "openclip-local-dir")
 
 
 # -- tiny checkpoints ------------------------------------------------------------------------
@@ -214,6 +218,24 @@ def test_bf16_casts_the_whole_model_and_still_returns_float32(kind, load, images
     assert float(bf16.embed_query(TEXTS[0]) @ fp32.embed_query(TEXTS[0])) > 0.99
 
 
+@pytest.mark.parametrize("kind", INT8_KINDS)
+def test_int8_quantises_the_linear_layers_and_keeps_the_vectors(kind, load, images):
+    fp32, int8 = load(kind), load(kind, "int8")
+    assert int8.describe()["dtype"] == "int8"
+    quantised = [m for m in int8._model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized")]
+    left = [name for name, m in int8._model.named_modules() if type(m) is torch.nn.Linear]
+    assert quantised and left in ([], ["vision_model.embeddings.patch_embedding"])
+    assert_unit_float32(int8.embed_image(images), 2, fp32.dim)
+    cosines = np.sum(int8.embed_image(images) * fp32.embed_image(images), axis=1)
+    assert cosines.min() > 0.99
+    assert float(int8.embed_query(TEXTS[0]) @ fp32.embed_query(TEXTS[0])) > 0.99
+
+
+def test_int8_on_a_gpu_is_refused_before_loading(specs):
+    with pytest.raises(UsageError, match="int8 runs on the CPU only"):
+        get_model(specs["openclip-local-dir"], device="cuda", precision="int8")
+
+
 # -- HF: the vectors are the library's own contrastive embeddings ------------------------------
 def library_similarities(kind, model, processor, tokenizer, images):
     """image x text cosine matrix, computed by each model's own forward() in transformers."""
@@ -351,6 +373,42 @@ def test_openclip_arch_and_local_dir_forms_of_the_same_weights_agree(load, image
     assert by_arch.spec.startswith(f"openclip:{TINY_ARCH}//")
     np.testing.assert_allclose(by_dir.embed_image(images), by_arch.embed_image(images), atol=1e-6)
     np.testing.assert_allclose(by_dir.embed_documents(TEXTS), by_arch.embed_documents(TEXTS), atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_openclip_text_stops_at_the_end_of_text_token_with_the_same_vectors(load, precision):
+    """Positions after end-of-text cannot change a causal tower's output, so they are not run:
+    the vectors equal open_clip's own encode_text over all 77 positions."""
+    model = load("openclip-local-dir", precision)
+    lengths = []
+    transformer = model._model.transformer
+    hook = transformer.register_forward_pre_hook(lambda module, args: lengths.append(args[0].shape[1]))
+    try:
+        ours = model.embed_documents(TEXTS)
+    finally:
+        hook.remove()
+    tokens = model._tokenizer(TEXTS)
+    assert lengths == [int(tokens.argmax(dim=-1).max()) + 1] and lengths[0] < 20
+    with torch.inference_mode():
+        full = F.normalize(model._model.encode_text(tokens), dim=-1).numpy()
+    if precision == "fp32":
+        np.testing.assert_allclose(ours, full, atol=1e-5)
+    else:  # int8 scales activations per call, and the padding was part of the call
+        assert np.sum(ours * full, axis=1).min() > 0.99
+
+
+def test_openclip_attention_as_linears_is_the_same_math_and_int8_quantises_it(load, images):
+    """int8 swaps nn.MultiheadAttention (which dynamic quantisation skips) for plain Linears."""
+    fp32 = load("openclip-local-dir")
+    swapped = openclip._attention_as_linears(copy.deepcopy(fp32._model))
+    tokens = fp32._tokenizer(TEXTS)
+    pixels = torch.stack([fp32.preprocess(image) for image in images])
+    with torch.inference_mode():
+        torch.testing.assert_close(swapped.encode_text(tokens), fp32._model.encode_text(tokens), atol=1e-5, rtol=0)
+        torch.testing.assert_close(swapped.encode_image(pixels), fp32._model.encode_image(pixels), atol=1e-5, rtol=0)
+    int8 = load("openclip-local-dir", "int8")
+    kinds = {type(m).__name__ for m in int8._model.modules()}
+    assert "MultiheadAttention" not in kinds and "_SelfAttention" in kinds
 
 
 def test_openclip_local_forms_count_as_weights_on_disk(specs):

@@ -67,7 +67,7 @@ from PIL import ExifTags, Image, ImageOps, PngImagePlugin
 from ..decode import read_and_decode, to_rgb
 from ..errors import ImgsearchError, UsageError
 from ..models import get_model, resolve
-from ..models.base import PRECISIONS, EmbeddingModel
+from ..models.base import CONCRETE_PRECISIONS, EmbeddingModel
 from ..models.bridge import cache_dir as default_cache_dir
 from ..samples import write_samples
 from ..store import Store
@@ -123,7 +123,7 @@ print(json.dumps({"before_kb": before, "peak_kb": status_kb("VmHWM"), "seconds":
 def run_indexing_bench(
     model_spec: str | None = None,
     n_images: int = DEFAULT_IMAGES,
-    precisions: Sequence[str] = ("fp32", "bf16"),
+    precisions: Sequence[str] = ("fp32", "bf16", "int8"),
     batch_size: int = DEFAULT_BATCH,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
@@ -141,9 +141,9 @@ def run_indexing_bench(
     rss_images: corpus sizes for the peak-RSS runs; empty to skip them.
     cache_dir: where corpora and the default model live; default the imgsearch cache dir.
     """
-    unknown = [p for p in precisions if p not in PRECISIONS]
+    unknown = [p for p in precisions if p not in CONCRETE_PRECISIONS]
     if n_images < 1 or batch_size < 1 or not precisions or unknown:
-        raise UsageError(f"need images and batch size >= 1 and precisions from {', '.join(PRECISIONS)}, "
+        raise UsageError(f"need images and batch size >= 1 and precisions from {', '.join(CONCRETE_PRECISIONS)}, "
                          f"got {n_images} images, batch {batch_size}, precisions {list(precisions)}")
     if pipeline_precisions is not None and set(pipeline_precisions) - set(precisions):
         raise UsageError(f"pipeline precisions {list(pipeline_precisions)} must be among {list(precisions)}")

@@ -4,6 +4,8 @@ The index dir holds n image rows with clustered unit vectors (as if indexed) so 
 search and metadata stages see a real SQLite file and FAISS index of that size; the text tower
 is a real architecture (random-initialised ViT-B-32 by default: speed does not need weights).
 Unique queries measure what a new query costs; repeated queries measure the query cache.
+The baseline is open_clip's own CLIP.encode_text in fp32 on one thread, which runs all 77
+context positions where imgsearch stops at the end-of-text token.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import time
 from typing import Callable
 
 import numpy as np
+import torch
 
 from .. import metrics
 from ..indexer import register_model
 from ..models import get_model
+from ..models.base import one_thread
 from ..search import Searcher
 from ..store import Store, path_to_db
 from ..vectors import load_synced, save
@@ -25,11 +29,12 @@ from .indexing import save_random_openclip
 from .search import ClusteredDistribution
 
 WARMUP = 5
+DEFAULT_PRECISIONS = ("fp32", "bf16", "int8")
 WORDS = ("dog cat beach sunset mountain city car bicycle child birthday cake snow forest river "
          "boat street night market flower garden kitchen portrait dinner concert stadium").split()
 
 
-def run_query_bench(n: int = 100_000, arch: str = "ViT-B-32", precisions=("fp32", "bf16"),
+def run_query_bench(n: int = 100_000, arch: str = "ViT-B-32", precisions=DEFAULT_PRECISIONS,
                     n_queries: int = 100, k: int = 10, factory: str | None = None,
                     progress: Callable[[str], None] | None = None, spec: str | None = None) -> dict:
     """spec: bench this model instead of a random-initialised `arch`."""
@@ -41,6 +46,7 @@ def run_query_bench(n: int = 100_000, arch: str = "ViT-B-32", precisions=("fp32"
         _fill_index(index_dir, spec, n, factory)
         say(f"index of {n} vectors built in {time.perf_counter() - t0:.1f} s")
         queries = _queries(n_queries)
+        baseline = _baseline_encode(spec, queries)
         runs = []
         for precision in precisions:
             searcher = Searcher(spec, index_dir, precision=precision)
@@ -58,13 +64,37 @@ def run_query_bench(n: int = 100_000, arch: str = "ViT-B-32", precisions=("fp32"
             searcher.close()
             say(f"{precision}: p50 {runs[-1]['unique']['total']['p50']:.1f} ms per new query")
     by = {r["precision"]: r["unique"]["total"]["p50"] for r in runs}
+    fastest = min(runs, key=lambda r: r["unique"]["encode"]["p50"])
     return {
         "config": {"n": n, "arch": arch, "spec": spec, "precisions": list(precisions), "n_queries": n_queries, "k": k,
                    "factory": factory or "auto"},
+        "baseline_encode": baseline,
         "runs": runs,
-        "ratios": {"fp32_p50_over_bf16_p50": by["fp32"] / by["bf16"] if {"fp32", "bf16"} <= set(by) else None},
+        "ratios": {
+            "fp32_p50_over_bf16_p50": by["fp32"] / by["bf16"] if {"fp32", "bf16"} <= set(by) else None,
+            "fp32_p50_over_int8_p50": by["fp32"] / by["int8"] if {"fp32", "int8"} <= set(by) else None,
+            "baseline_encode_p50_over_fastest_encode_p50": (
+                baseline["p50"] / fastest["unique"]["encode"]["p50"] if baseline else None),
+            "fastest_encode_precision": fastest["precision"],
+        },
         "cpu_count": os.cpu_count(),
     }
+
+
+def _baseline_encode(spec: str, queries: list[str]) -> dict | None:
+    """ms per query of open_clip's own encode_text (all 77 positions, fp32, 1 thread)."""
+    model = get_model(spec, precision="fp32")
+    module, tokenizer = getattr(model, "_model", None), getattr(model, "_tokenizer", None)
+    if not hasattr(module, "encode_text") or tokenizer is None:
+        return None  # not an open_clip model
+    times = []
+    with one_thread(), torch.inference_mode():
+        for i, q in enumerate(queries[:WARMUP] + queries):
+            began = time.perf_counter()
+            module.encode_text(tokenizer([q]))
+            if i >= WARMUP:
+                times.append((time.perf_counter() - began) * 1000)
+    return metrics.latency_summary(times)
 
 
 def _fill_index(index_dir: str, spec: str, n: int, factory: str | None) -> None:

@@ -61,4 +61,7 @@ def query_lines(result: dict) -> list[str]:
                      f"(encode {u['encode']['p50']:.1f}, search {u['search']['p50']:.2f}, "
                      f"metadata {u['metadata']['p50']:.2f}), p99 {u['total']['p99']:.1f}; "
                      f"repeated query p50 {run['repeated_total']['p50']:.2f}")
+    if result.get("baseline_encode"):
+        lines.append(f"  baseline: open_clip encode_text over 77 positions, fp32: p50 "
+                     f"{result['baseline_encode']['p50']:.1f} ms")
     return lines

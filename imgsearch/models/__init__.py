@@ -19,7 +19,7 @@ import open_clip
 
 from ..errors import UsageError
 from . import bridge, hf, openclip
-from .base import PRECISIONS, EmbeddingModel, default_device
+from .base import EmbeddingModel, concrete_precision, default_device
 
 FAMILIES = {m.FAMILY: m for m in (openclip, hf, bridge)}
 
@@ -71,10 +71,9 @@ def family_of(spec: str):
     return FAMILIES[resolve(spec).partition(":")[0]]
 
 
-def get_model(spec: str, device: str | None = None, precision: str = "fp32") -> EmbeddingModel:
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    return _load(resolve(spec), device or default_device(), precision)
+def get_model(spec: str, device: str | None = None, precision: str = "auto") -> EmbeddingModel:
+    device = device or default_device()
+    return _load(resolve(spec), device, concrete_precision(precision, device))
 
 
 @lru_cache(maxsize=8)
