@@ -12,7 +12,8 @@ from tqdm import tqdm
 
 from . import __version__, web
 from .bench.indexing import run_indexing_bench
-from .bench.query import DEFAULT_PRECISIONS as DEFAULT_QUERY_PRECISIONS, run_query_bench
+from .bench.query import DEFAULT_PRECISIONS as DEFAULT_QUERY_PRECISIONS
+from .bench.query import run_query_bench
 from .bench.search import run_search_bench
 from .bench.summary import indexing_lines, query_lines, search_lines
 from .check import check_index

@@ -12,7 +12,7 @@ import os
 import resource
 import tempfile
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

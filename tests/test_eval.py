@@ -137,4 +137,5 @@ def test_each_precision_is_a_run_of_its_own_indexed_at_that_precision(tmp_path, 
     paths = write_report(results, str(tmp_path / "report"))
     with open(paths["results.csv"]) as f:
         assert [r["model"] for r in csv.DictReader(f)] == list(runs)
-    assert set(json.load(open(paths["results.json"]))["recommendation"]["pareto_front"]) <= set(runs)
+    with open(paths["results.json"]) as f:
+        assert set(json.load(f)["recommendation"]["pareto_front"]) <= set(runs)

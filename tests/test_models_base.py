@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from imgsearch.errors import UsageError
-from imgsearch.models.base import auto_precision, concrete_precision, cpu_flag_set, one_thread
+from imgsearch.models.base import (
+    auto_precision,
+    concrete_precision,
+    cpu_flag_set,
+    one_thread,
+)
 
 
 @pytest.mark.parametrize("device, flags, expected", [
