@@ -86,7 +86,8 @@ def models(as_json):
 @model_option
 @index_dir_option
 @click.option("--index-type", "factory", default=None, metavar="FACTORY",
-              help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32 [default: Flat].")
+              help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32 [default: auto: Flat "
+                   "for small collections, IVF as they grow].")
 @precision_option
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--workers", default=None, type=click.IntRange(1, 64), help="Decode threads.")
@@ -100,6 +101,8 @@ def index(folder, models, index_dir, factory, precision, batch_size, workers, as
     store = Store(report.index_dir)
     skipped_total = store.skipped()
     store.close()
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     if as_json:
         echo_json({**report.to_dict(), "skipped_total": len(skipped_total)})
     else:

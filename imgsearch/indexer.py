@@ -56,6 +56,7 @@ class IndexReport:
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"} found this run
     seconds: float = 0.0
     interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def images_per_s(self) -> float:
@@ -151,6 +152,9 @@ def index_folder(
         remove_temp_files(index_dir)  # a killed writer's half-written FAISS files
         try:
             rows = [register_model(store, m, factory) for m in models]
+            report.notes += [f"{m.spec}: this index was built at {row.precision}; images embedded now are "
+                             f"{m.precision} (to compare precisions, index each into its own --index-dir)"
+                             for m, row in zip(models, rows) if row.precision != m.precision]
             indexes = {row.id: load_synced(store, row)[0] for row in rows}
             try:
                 _apply_folder_changes(store, root, entries, report, workers, progress)

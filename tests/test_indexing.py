@@ -47,6 +47,16 @@ def test_second_run_embeds_nothing(photos, index_dir, tiny_openclip):
     assert again.embedded == {tiny_openclip: 0}
 
 
+def test_indexing_at_another_precision_says_the_index_was_built_at_its_own(photos, index_dir, tiny_openclip):
+    folder = os.path.dirname(photos["cat.png"])
+    assert index_folder(folder, [tiny_openclip], index_dir, precision="fp32").notes == []
+    Image.new("RGB", (40, 30), "orange").save(os.path.join(folder, "new.png"))
+    report = index_folder(folder, [tiny_openclip], index_dir, precision="int8")
+    assert report.embedded == {tiny_openclip: 1}
+    assert len(report.notes) == 1 and "built at fp32; images embedded now are int8" in report.notes[0]
+    assert index_folder(folder, [tiny_openclip], index_dir, precision="fp32").notes == []
+
+
 def test_modify_rename_copy_delete(photos, index_dir, tiny_openclip, tiny_openclip_b):
     folder = os.path.dirname(photos["cat.png"])
     models = [tiny_openclip, tiny_openclip_b]
