@@ -67,7 +67,7 @@ from PIL import ExifTags, Image, ImageOps, PngImagePlugin
 from ..decode import read_and_decode, to_rgb
 from ..errors import ImgsearchError, UsageError
 from ..models import get_model, resolve
-from ..models.base import CONCRETE_PRECISIONS, EmbeddingModel
+from ..models.base import CONCRETE_PRECISIONS, EmbeddingModel, auto_precision
 from ..models.bridge import cache_dir as default_cache_dir
 from ..samples import write_samples
 from ..store import Store
@@ -472,7 +472,7 @@ def machine_facts() -> dict:
         "cpu_count": os.cpu_count(),
         "cpu_model": model_name,
         "cpu_flags": [f for f in CPU_FLAGS if f in flags],
-        "bf16_native": bool({"avx512_bf16", "amx_bf16"} & flags),
+        "bf16_native": auto_precision("cpu", flags) == "bf16",
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from typing import Iterable, Sequence
@@ -127,7 +128,7 @@ def default_device() -> str:
     return "cpu"
 
 
-def auto_precision(device: str, cpu_flags: set[str] | None = None) -> str:
+def auto_precision(device: str, cpu_flags: set[str] | frozenset[str] | None = None) -> str:
     """fp16 on a GPU, bf16 on a CPU with bf16 units (AMX: ~6x fp32), else fp32.
 
     Never int8: its cost in recall depends on the model's weights, so it is asked for by name.
@@ -148,23 +149,25 @@ def concrete_precision(precision: str, device: str) -> str:
     return precision
 
 
-def cpu_flag_set() -> set[str]:
+@functools.cache
+def cpu_flag_set() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo") as f:
             line = next((line for line in f if line.startswith("flags")), "")
     except OSError:
-        return set()
-    return set(line.partition(":")[2].split())
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
 
 
-def cast(module: torch.nn.Module, precision: str, device: str) -> torch.nn.Module:
-    """Whole-model cast: on AMX CPUs bf16 weights run ~6x faster than fp32 or autocast."""
+def cast(module: torch.nn.Module, precision: str, device: str, keep_fp32: tuple[str, ...] = ()) -> torch.nn.Module:
+    """Whole-model cast: on AMX CPUs bf16 weights run ~6x faster than fp32 or autocast.
+    keep_fp32: names of Linear layers int8 leaves alone."""
     if precision == "int8":
-        return quantize_int8(module.to(device=device, dtype=torch.float32).eval())
+        return quantize_int8(module.to(device=device, dtype=torch.float32).eval(), keep_fp32)
     return module.to(device=device, dtype=torch_dtype(precision)).eval()
 
 
-def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
+def quantize_int8(module: torch.nn.Module, keep_fp32: tuple[str, ...] = ()) -> torch.nn.Module:
     """Linear weights to int8 (per output channel), activations quantised on the fly.
 
     With open_clip's attention as Linears too: 1.3-1.7x fp32 on ViT-B-32's image tower and 3x
@@ -174,19 +177,11 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
     needs torch.compile; torch is pinned, so the deprecation warning is silenced here."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    # SigLIP2's patch embedding is a Linear whose weight dtype transformers reads; it is a
-    # sliver of the compute, so it stays fp32.
     layers = {name: per_channel_dynamic_qconfig for name, layer in module.named_modules()
-              if type(layer) is torch.nn.Linear and not name.endswith("patch_embedding")}
+              if type(layer) is torch.nn.Linear and name not in keep_fp32}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantized = quantize_dynamic(module, layers, dtype=torch.qint8, inplace=True)
-    for layer in quantized.modules():
-        if type(layer).__module__.startswith("torch.ao.nn.quantized"):
-            # open_clip reads a block's compute dtype from its first Linear's weight, which
-            # is a method once quantised; this is the attribute it checks first.
-            layer.int8_original_dtype = torch.float32
-    return quantized
+        return quantize_dynamic(module, layers, dtype=torch.qint8, inplace=True)
 
 
 def torch_dtype(precision: str) -> torch.dtype:

@@ -147,13 +147,14 @@ class HfModel(EmbeddingModel):
 
     family = FAMILY
     padding: bool | str = True
+    keep_fp32: tuple[str, ...] = ()  # Linear layers int8 leaves alone
     text_inputs = ("input_ids", "attention_mask")
 
     def __init__(self, name, config, model, tokenizer, processor, device="cpu", precision="fp32"):
         self.spec = f"{FAMILY}:{name}"
         self.device, self.precision = device, precision
         self.dim = self.config_dim(config)
-        self._model = cast(model, precision, device)
+        self._model = cast(model, precision, device, self.keep_fp32)
         self._dtype = torch_dtype(precision)
         self._tokenizer = tokenizer
         self._processor = processor
@@ -232,6 +233,10 @@ class NaflexEncoder(SiglipEncoder):
     stack into a batch like every other model's CHW tensors: the last three columns hold the
     mask and the (rows, cols) grid.
     """
+
+    # transformers reads this Linear's weight dtype, a method once quantised; it is a sliver
+    # of the compute.
+    keep_fp32 = ("vision_model.embeddings.patch_embedding",)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         out = self._processor(images=image, return_tensors="pt")

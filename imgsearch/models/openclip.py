@@ -17,7 +17,11 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from huggingface_hub import try_to_load_from_cache
-from open_clip.transformer import ResidualAttentionBlock, text_global_pool
+from open_clip.transformer import (
+    CustomResidualAttentionBlock,
+    ResidualAttentionBlock,
+    text_global_pool,
+)
 from PIL import Image
 
 from ..errors import ModelUnavailable, UsageError
@@ -133,6 +137,12 @@ class OpenClipModel(EmbeddingModel):
         if precision == "int8":
             model = _attention_as_linears(model)
         self._model = cast(model, precision, device)
+        if precision == "int8":
+            for block in self._model.modules():
+                if isinstance(block, (ResidualAttentionBlock, CustomResidualAttentionBlock)):
+                    # open_clip reads a block's compute dtype from mlp.c_fc.weight, a method
+                    # once quantised; this is the attribute it checks first.
+                    block.mlp.c_fc.int8_original_dtype = torch.float32
         self._preprocess = preprocess
         self._preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(model))
         self.dim = int(self.embed_query("a").shape[0])
