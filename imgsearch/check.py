@@ -24,9 +24,12 @@ import numpy as np
 
 from .errors import ImgsearchError, IndexCorrupt, IndexLocked, UsageError
 from .files import display_path
-from .indexer import IndexReport, NullProgress, Progress, check_compatible, default_index_dir, embed_missing
+from .config import default_index_dir
+from .embed import EmbedTally, embed_pending
+from .model_rows import check_same_weights
 from .lock import WriteLock
 from .models import get_model, resolve
+from .progress import NullProgress, Progress
 from .store import DB_NAME, ModelRow, Store, corrupt_database, reporting_corruption
 from .vectors import (VectorIndex, current_type, index_path, rebuild, remove_temp_files, save, sync, temp_files,
                       wanted_type)
@@ -140,7 +143,7 @@ def check_index(index_dir: str | None = None, repair: bool = False, models: list
             store = Store(index_dir, create=False)
             stack.callback(store.close)
             with reporting_corruption(db_path):
-                integrity = [r[0] for r in store.db.execute("PRAGMA quick_check").fetchall()]
+                integrity = store.quick_check()
                 if integrity != ["ok"]:
                     raise corrupt_database(db_path, "; ".join(integrity[:3]))
                 rows = _selected_models(store, models)
@@ -184,15 +187,10 @@ def _inspect(store: Store, rows: list[ModelRow], report: CheckReport) -> None:
 
 def _inspect_model(store: Store, row: ModelRow) -> ModelCheck:
     check = ModelCheck(row.spec, row.index_file)
-    q = store.db.execute
-    check.vectors = q("select count(*) from embeddings where model_id = ?", [row.id]).fetchone()[0]
+    check.vectors = store.embedding_count(row.id)
     check.damaged_vectors = len(_damaged_vector_ids(store, row))
-    check.orphan_vectors = q(
-        "select count(*) from embeddings e left join images i on i.id = e.image_id "
-        "where e.model_id = ? and (i.id is null or i.status = 'skipped')", [row.id]).fetchone()[0]
-    check.images_without_vector = q(
-        "select count(*) from images where status = 'ok' and id not in "
-        "(select image_id from embeddings where model_id = ?)", [row.id]).fetchone()[0]
+    check.orphan_vectors = len(store.orphan_embedding_ids(row.id))
+    check.images_without_vector = store.count_images_without_vector(row.id)
     check.behind = row.faiss_generation != row.generation
     vi = _read_faiss(store, row, check)
     if vi is None or check.damaged_vectors:  # damaged rows cannot be loaded to compare with
@@ -227,27 +225,12 @@ def _read_faiss(store: Store, row: ModelRow, check: ModelCheck) -> VectorIndex |
 
 
 def _damaged_vector_ids(store: Store, row: ModelRow) -> list[int]:
-    damaged = [r[0] for r in store.db.execute(
-        "select image_id from embeddings where model_id = ? and length(vector) != ?", [row.id, row.dim * 4])]
-    for ids, vectors in _stored_vectors(store, row):
+    damaged = store.wrong_length_embedding_ids(row.id, row.dim)
+    for ids, vectors in store.iter_embeddings(row.id, row.dim, BATCH):
         norms = np.linalg.norm(vectors, axis=1)
         bad = ~np.isfinite(vectors).all(axis=1) | (np.abs(norms - 1) > NORM_TOLERANCE)
         damaged += ids[bad].tolist()
     return damaged
-
-
-def _stored_vectors(store: Store, row: ModelRow):
-    """(ids, vectors) in id order, skipping rows of the wrong length."""
-    last = -1
-    while True:
-        batch = store.db.execute(
-            "select image_id, vector from embeddings where model_id = ? and image_id > ? "
-            "and length(vector) = ? order by image_id limit ?", [row.id, last, row.dim * 4, BATCH]).fetchall()
-        if not batch:
-            return
-        last = batch[-1][0]
-        yield (np.array([r[0] for r in batch], dtype=np.int64),
-               np.frombuffer(b"".join(r[1] for r in batch), dtype=np.float32).reshape(len(batch), row.dim))
 
 
 def _differing_vectors(store: Store, row: ModelRow, vi: VectorIndex) -> int | None:
@@ -257,7 +240,7 @@ def _differing_vectors(store: Store, row: ModelRow, vi: VectorIndex) -> int | No
     held = faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal, inner.d)
     position = {int(i): n for n, i in enumerate(vi.ids())}
     differing = 0
-    for ids, vectors in _stored_vectors(store, row):
+    for ids, vectors in store.iter_embeddings(row.id, row.dim, BATCH):
         found = np.array([position.get(int(i), -1) for i in ids])
         has = found >= 0
         gap = np.abs(held[found[has]] - vectors[has]).max(axis=1) if has.any() else np.zeros(0)
@@ -306,16 +289,11 @@ def _trusted(check: ModelCheck) -> bool:
 def _drop_bad_rows(store: Store, row: ModelRow, check: ModelCheck, report: CheckReport) -> None:
     damaged = _damaged_vector_ids(store, row) if check.damaged_vectors else []
     with store.atomic():
-        orphans = [r[0] for r in store.db.execute(
-            "select e.image_id from embeddings e left join images i on i.id = e.image_id "
-            "where e.model_id = ? and (i.id is null or i.status = 'skipped')", [row.id])]
+        orphans = store.orphan_embedding_ids(row.id)
         doomed = sorted(set(damaged) | set(orphans))
         if not doomed:
             return
-        for start in range(0, len(doomed), 500):
-            chunk = doomed[start:start + 500]
-            store.db.execute(f"delete from embeddings where model_id = ? and image_id in "
-                             f"({','.join('?' * len(chunk))})", [row.id, *chunk])
+        store.delete_embeddings(doomed, model_id=row.id)
         store.bump_generation(row.id)
     if damaged:
         report.repaired.append(f"{row.spec}: deleted {len(damaged)} damaged vectors (to embed again)")
@@ -332,7 +310,7 @@ def _embed_what_is_missing(store, rows, indexes, report, progress, device, batch
     for row in needing:
         try:
             model = get_model(row.spec, device=device, precision=row.precision)
-            check_compatible(row, model)
+            check_same_weights(row, model)
         except ImgsearchError as e:  # weights unavailable here: the other models still get repaired
             by_spec[row.spec].repair_error = str(e)
             continue
@@ -340,9 +318,9 @@ def _embed_what_is_missing(store, rows, indexes, report, progress, device, batch
         loaded.append(row)
     if not loaded:
         return
-    run = IndexReport("", store.index_dir, [m.spec for m in models], embedded={m.spec: 0 for m in models})
-    embed_missing(store, models, loaded, indexes, run, batch_size=batch_size, workers=workers, progress=progress)
-    report.embedded = run.embedded
-    report.skipped = run.skipped
-    for spec, n in run.embedded.items():
+    tally = EmbedTally(embedded={m.spec: 0 for m in models})
+    embed_pending(store, models, loaded, indexes, tally, batch_size=batch_size, workers=workers, progress=progress)
+    report.embedded = tally.embedded
+    report.skipped = tally.skipped
+    for spec, n in tally.embedded.items():
         report.repaired.append(f"{spec}: embedded {n} missing images")

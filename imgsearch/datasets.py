@@ -9,13 +9,17 @@ Formats, told apart by `load_dataset` from the spec alone:
   folder   tuxpaint stamps (<name>.txt caption beside <name>.png), else one sub-folder per class
   "tuxpaint"  the installed stamps, /usr/share/tuxpaint/stamps
 
-Image paths in a file resolve against the file's folder, or against its images/ sub-folder
-when the first listed image is found only there; an explicit `root` overrides both.
+Image paths in a file resolve against the first folder that holds the first listed image:
+the file's folder, its images/ sub-folder, or the folder the standard layouts put images in
+(COCO's annotations/captions_val2014.json beside val2014/, Karpathy's dataset_flickr30k.json
+beside flickr30k-images/); an explicit `root` (`eval --images DIR`) overrides them all.
 
 Every caption is its own query, as in CLIP_benchmark (5 captions of one image = 5 queries),
-with runs of whitespace in it collapsed to one space. One deliberate difference: a query is relevant to every image carrying exactly the same
-caption text, since no model can tell those images apart from the text ("A flower." names
-six tuxpaint stamps).
+with runs of whitespace in it collapsed to one space. Relevance of a caption, `relevance`:
+  own-image       (default, CLIP_benchmark's rule) the image it was written for
+  shared-caption  every image carrying exactly the same caption text ("A flower." names six
+                  tuxpaint stamps), since no model can tell those apart from the text
+qrels and class folders list their relevant images themselves ("listed").
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ JSONL_EXTENSIONS = (".jsonl", ".ndjson")
 # here renders them, and a stamp's PNG (when it has one) shows the same picture.
 _STAMP_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 _MIRROR_SUFFIX = "_mirror"  # tuxpaint's mirrored duplicate of a stamp
+RELEVANCE_RULES = ("own-image", "shared-caption")
+DEFAULT_RELEVANCE = "own-image"
+LISTED = "listed"  # the relevance of formats that name each query's relevant images
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class EvalSet:
     lang: str = "en"  # language of the query texts
     split: str | None = None  # karpathy only; other formats have no splits
     notes: list[str] = field(default_factory=list)  # what was left out and why, for the report
+    relevance: str = DEFAULT_RELEVANCE  # one of RELEVANCE_RULES, or LISTED
 
     def relevant_indices(self) -> list[set[int]]:
         """Per query, the indices into `images` of its relevant images (text->image)."""
@@ -88,13 +96,25 @@ def load_dataset(
     lang: str = "en",
     template: str = DEFAULT_TEMPLATE,
     root: str | None = None,
+    relevance: str | None = None,
 ) -> EvalSet:
     """Load an evaluation set from a file, a folder or "tuxpaint", detecting its format.
 
     split filters Karpathy files (exact match on their split field, so "train" excludes
     "restval"); lang picks tuxpaint's `xx.utf8=` captions and is recorded for the rest;
-    template makes a class folder's query; root overrides where a file's images are.
+    template makes a class folder's query; root overrides where a file's images are;
+    relevance picks the rule for captions (None: own-image).
     """
+    if relevance is not None and relevance not in RELEVANCE_RULES:
+        raise UsageError(f"unknown relevance rule {relevance!r} (expected {' or '.join(RELEVANCE_RULES)})")
+    evalset = _load(spec, split, lang, template, root, relevance or DEFAULT_RELEVANCE)
+    if relevance is not None and evalset.relevance == LISTED:
+        raise UsageError(f"--relevance applies to captioned datasets; {evalset.format} lists each "
+                         "query's relevant images itself")
+    return evalset
+
+
+def _load(spec: str, split: str, lang: str, template: str, root: str | None, relevance: str) -> EvalSet:
     path = TUXPAINT_STAMPS if spec == "tuxpaint" else os.path.abspath(os.path.expanduser(spec))
     if spec == "tuxpaint" and not os.path.isdir(path):
         raise UsageError(f"tuxpaint stamps not found at {path} (apt install tuxpaint-stamps-default)")
@@ -104,13 +124,12 @@ def load_dataset(
         if root is not None:
             raise UsageError(f"an images root applies to dataset files, not to the folder {spec}")
         if _has_stamp_captions(path):
-            return _load_tuxpaint(path, lang)
+            return _load_tuxpaint(path, lang, relevance)
         return _load_class_folders(path, template, lang)
-    folder = os.path.dirname(path)
     if path.lower().endswith(JSONL_EXTENSIONS):
-        return _load_jsonl(path, folder, root, lang)
+        return _load_jsonl(path, root, lang, relevance)
     if path.lower().endswith(".json"):
-        return _load_json(path, folder, root, split, lang)
+        return _load_json(path, root, split, lang, relevance)
     raise UsageError(f"unknown dataset format: {spec} (expected .jsonl, .json or a folder)")
 
 
@@ -123,7 +142,7 @@ _JSONL_KINDS = {  # format -> (key that identifies it, required keys)
 }
 
 
-def _load_jsonl(path: str, folder: str, root: str | None, lang: str) -> EvalSet:
+def _load_jsonl(path: str, root: str | None, lang: str, relevance: str) -> EvalSet:
     records = list(_jsonl_records(path))
     if not records:
         raise UsageError(f"{path}: empty dataset")
@@ -139,10 +158,10 @@ def _load_jsonl(path: str, folder: str, root: str | None, lang: str) -> EvalSet:
             if key not in record:
                 raise UsageError(f"{path}:{line}: missing {key!r} (file is {kind}, from line {first_line})")
     if kind == "qrels-jsonl":
-        return _qrels(path, folder, root, records, lang)
+        return _qrels(path, root, records, lang)
     if kind == "pairs-jsonl":
-        return _pairs(path, folder, root, records, lang)
-    return _captions_jsonl(path, folder, root, records, lang)
+        return _pairs(path, root, records, lang, relevance)
+    return _captions_jsonl(path, root, records, lang, relevance)
 
 
 def _jsonl_records(path: str) -> Iterator[tuple[int, dict]]:
@@ -158,32 +177,32 @@ def _jsonl_records(path: str) -> Iterator[tuple[int, dict]]:
         yield line_number, record
 
 
-def _captions_jsonl(path, folder, root, records, lang) -> EvalSet:
+def _captions_jsonl(path, root, records, lang, relevance) -> EvalSet:
     where = [f"{path}:{line}" for line, _ in records]
     relative = [_string(r["image"], "image", w) for (_, r), w in zip(records, where)]
     captions = [_strings(r["captions"], "captions", w) for (_, r), w in zip(records, where)]
-    image_root = _image_root(folder, relative[0], root)
+    image_root = _image_root(path, relative[0], where[0], root)
     images = _resolve(image_root, relative, where)
     return _from_captions(
-        _name(path), "captions-jsonl", image_root, list(zip(images, captions)), where, lang
+        _name(path), "captions-jsonl", image_root, list(zip(images, captions)), where, lang, relevance
     )
 
 
-def _qrels(path, folder, root, records, lang) -> EvalSet:
+def _qrels(path, root, records, lang) -> EvalSet:
     where = [f"{path}:{line}" for line, _ in records]
     texts = [_string(r["query"], "query", w) for (_, r), w in zip(records, where)]
     relevant = [_strings(r["relevant"], "relevant", w) for (_, r), w in zip(records, where)]
     empty = [f"{w} {text!r}" for w, text, rel in zip(where, texts, relevant) if not rel]
     if empty:
         raise UsageError(f"{len(empty)} queries have no relevant image (first: {empty[0]})")
-    image_root = _image_root(folder, relevant[0][0], root)
+    image_root = _image_root(path, relevant[0][0], where[0], root)
     resolved = [_resolve(image_root, rel, [w] * len(rel)) for rel, w in zip(relevant, where)]
     images = list(dict.fromkeys(p for paths in resolved for p in paths))
     queries = [Query(text, list(dict.fromkeys(paths))) for text, paths in zip(texts, resolved)]
-    return EvalSet(_name(path), "qrels-jsonl", image_root, images, queries, lang=lang)
+    return EvalSet(_name(path), "qrels-jsonl", image_root, images, queries, lang=lang, relevance=LISTED)
 
 
-def _pairs(path, folder, root, records, lang) -> EvalSet:
+def _pairs(path, root, records, lang, relevance) -> EvalSet:
     where = [f"{path}:{line}" for line, _ in records]
     relative = [_string(r["image"], "image", w) for (_, r), w in zip(records, where)]
     positives = [_string(r["positive"], "positive", w) for (_, r), w in zip(records, where)]
@@ -191,7 +210,7 @@ def _pairs(path, folder, root, records, lang) -> EvalSet:
     for w, negs in zip(where, negatives):
         if not negs:
             raise UsageError(f"{w}: 'negatives' is empty: a pair needs at least one")
-    image_root = _image_root(folder, relative[0], root)
+    image_root = _image_root(path, relative[0], where[0], root)
     images = _resolve(image_root, relative, where)
     pairs = [Pair(i, p, n) for i, p, n in zip(images, positives, negatives)]
     # An image may head several pairs: its positives are all its captions.
@@ -201,7 +220,7 @@ def _pairs(path, folder, root, records, lang) -> EvalSet:
         by_image.setdefault(image, []).append(positive)
         first_where.setdefault(image, w)
     records, record_where = list(by_image.items()), list(first_where.values())
-    evalset = _from_captions(_name(path), "pairs-jsonl", image_root, records, record_where, lang)
+    evalset = _from_captions(_name(path), "pairs-jsonl", image_root, records, record_where, lang, relevance)
     evalset.pairs = pairs
     return evalset
 
@@ -209,7 +228,7 @@ def _pairs(path, folder, root, records, lang) -> EvalSet:
 # --- JSON: COCO captions, Karpathy splits -----------------------------------------------
 
 
-def _load_json(path: str, folder: str, root: str | None, split: str, lang: str) -> EvalSet:
+def _load_json(path: str, root: str | None, split: str, lang: str, relevance: str) -> EvalSet:
     try:
         data = json.loads(_read_text(path))
     except json.JSONDecodeError as e:
@@ -221,16 +240,16 @@ def _load_json(path: str, folder: str, root: str | None, split: str, lang: str) 
     if not_objects:
         raise UsageError(f"{path}: images[{not_objects[0]}]: expected a JSON object")
     if "annotations" in data:
-        return _coco(path, folder, root, data, lang)
+        return _coco(path, root, data, lang, relevance)
     if entries and "sentences" in entries[0]:
-        return _karpathy(path, folder, root, entries, split, lang)
+        return _karpathy(path, root, entries, split, lang, relevance)
     raise UsageError(
         f"{path}: unknown JSON dataset: images need 'sentences' (Karpathy) "
         "or a top-level 'annotations' (COCO)"
     )
 
 
-def _coco(path, folder, root, data, lang) -> EvalSet:
+def _coco(path, root, data, lang, relevance) -> EvalSet:
     entries, annotations = data["images"], data["annotations"]
     if not entries:
         raise UsageError(f"{path}: empty dataset")
@@ -258,13 +277,13 @@ def _coco(path, folder, root, data, lang) -> EvalSet:
         if annotation["image_id"] not in captions:
             raise UsageError(f"{w}: image_id {annotation['image_id']!r} is not in images")
         captions[annotation["image_id"]].append(_string(annotation["caption"], "caption", w))
-    image_root = _image_root(folder, relative[0], root)
+    image_root = _image_root(path, relative[0], where[0], root)
     images = _resolve(image_root, relative, where)
     records = [(image, captions[image_id]) for image, image_id in zip(images, ids)]
-    return _from_captions(_name(path), "coco", image_root, records, where, lang)
+    return _from_captions(_name(path), "coco", image_root, records, where, lang, relevance)
 
 
-def _karpathy(path, folder, root, entries, split, lang) -> EvalSet:
+def _karpathy(path, root, entries, split, lang, relevance) -> EvalSet:
     kept = [(n, e) for n, e in enumerate(entries) if e.get("split") == split]
     if not kept:
         present = sorted({str(e.get("split")) for e in entries})
@@ -279,9 +298,10 @@ def _karpathy(path, folder, root, entries, split, lang) -> EvalSet:
         if not isinstance(sentences, list) or not all(isinstance(s, dict) and "raw" in s for s in sentences):
             raise UsageError(f"{w}: 'sentences' must be a list of {{'raw': ...}}")
         captions.append([_string(s["raw"], "raw", w) for s in sentences])
-    image_root = _image_root(folder, relative[0], root)
+    image_root = _image_root(path, relative[0], where[0], root)
     images = _resolve(image_root, relative, where)
-    evalset = _from_captions(_name(path), "karpathy", image_root, list(zip(images, captions)), where, lang)
+    evalset = _from_captions(_name(path), "karpathy", image_root, list(zip(images, captions)), where, lang,
+                             relevance)
     evalset.split = split
     return evalset
 
@@ -298,7 +318,7 @@ def _has_stamp_captions(folder: str) -> bool:
     return False
 
 
-def _load_tuxpaint(folder: str, lang: str) -> EvalSet:
+def _load_tuxpaint(folder: str, lang: str, relevance: str) -> EvalSet:
     records, svg_only, no_image, no_lang = [], 0, 0, 0
     for directory, subdirs, files in os.walk(folder):
         subdirs.sort()
@@ -329,7 +349,7 @@ def _load_tuxpaint(folder: str, lang: str) -> EvalSet:
     if no_image:
         notes.append(f"left out {no_image} caption files without an image")
     where = [path for path, _ in records]
-    evalset = _from_captions("tuxpaint", "tuxpaint", folder, records, where, lang)
+    evalset = _from_captions("tuxpaint", "tuxpaint", folder, records, where, lang, relevance)
     evalset.notes = notes + evalset.notes
     return evalset
 
@@ -374,7 +394,8 @@ def _load_class_folders(folder: str, template: str, lang: str) -> EvalSet:
         queries.append(Query(template.format(label=label), members))
     if empty:
         raise UsageError(f"{folder}: {len(empty)} class folders hold no images (first: {empty[0]})")
-    return EvalSet(os.path.basename(folder), "class-folders", folder, images, queries, lang=lang)
+    return EvalSet(os.path.basename(folder), "class-folders", folder, images, queries, lang=lang,
+                   relevance=LISTED)
 
 
 def _is_image(name: str) -> bool:
@@ -390,7 +411,7 @@ def _scanned(item) -> str:
 # --- shared -----------------------------------------------------------------------------
 
 
-def _from_captions(name, format, root, records, where, lang) -> EvalSet:
+def _from_captions(name, format, root, records, where, lang, relevance) -> EvalSet:
     """records: (absolute image path, captions) in file order; where: a location per record."""
     captions_per_image: dict[str, list[str]] = {}
     for (image, captions), w in zip(records, where):
@@ -402,8 +423,8 @@ def _from_captions(name, format, root, records, where, lang) -> EvalSet:
         for text in dict.fromkeys(captions):
             images_by_text.setdefault(text, []).append(image)
     queries = [
-        Query(text, list(images_by_text[text]))
-        for captions in captions_per_image.values()
+        Query(text, list(images_by_text[text]) if relevance == "shared-caption" else [image])
+        for image, captions in captions_per_image.items()
         for text in captions
     ]
     if not queries:
@@ -414,20 +435,46 @@ def _from_captions(name, format, root, records, where, lang) -> EvalSet:
     if uncaptioned:
         notes.append(f"kept {uncaptioned} images without captions as distractors")
     captioned = {image: captions for image, captions in captions_per_image.items() if captions}
-    return EvalSet(name, format, root, images, queries, captioned, lang=lang, notes=notes)
+    return EvalSet(name, format, root, images, queries, captioned, lang=lang, notes=notes, relevance=relevance)
 
 
-def _image_root(folder: str, first_relative: str, root: str | None) -> str:
+def _image_root(path: str, first_relative: str, first_where: str, root: str | None) -> str:
+    """The folder a dataset file's image paths are relative to: the first candidate that
+    holds the first listed image (an explicit root is the only candidate)."""
     if root is not None:
+        root = os.path.abspath(os.path.expanduser(root))
         if not os.path.isdir(root):
-            raise UsageError(f"images root not found: {root}")
-        return os.path.abspath(root)
-    beside = os.path.join(folder, "images")
-    if not os.path.exists(os.path.join(folder, first_relative)) and os.path.exists(
-        os.path.join(beside, first_relative)
-    ):
-        return beside
-    return folder
+            raise UsageError(f"images folder not found: {root}")
+        return root
+    candidates = _candidate_roots(path)
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, first_relative)):
+            return candidate
+    raise UsageError(
+        f"{first_where}: image not found: {first_relative} (looked in {', '.join(candidates)}; "
+        "name the images folder with --images DIR)"
+    )
+
+
+def _candidate_roots(path: str) -> list[str]:
+    """The file's folder and images/ in it, and the standard layouts' image folders:
+    COCO's annotations/captions_<split>.json beside <split>/ (val2014, train2017, ...);
+    Karpathy's dataset_<name>.json beside <name>-images/ or <name>_images/ (Flickr30k),
+    Flickr8k's Flicker8k_Dataset/; a folder named annotations/ also looks beside itself."""
+    folder = os.path.dirname(path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    names = ["", "images"]
+    if stem.startswith("captions_"):
+        names.append(stem[len("captions_"):])
+    if stem.startswith("dataset_"):
+        name = stem[len("dataset_"):]
+        names += [f"{name}-images", f"{name}_images", name]
+        if name == "flickr8k":
+            names.append("Flicker8k_Dataset")  # the folder name in Flickr8k's own archive
+    bases = [folder]
+    if os.path.basename(folder) == "annotations":
+        bases.append(os.path.dirname(folder))
+    return list(dict.fromkeys(os.path.normpath(os.path.join(base, name)) for base in bases for name in names))
 
 
 def _resolve(image_root: str, relative: list[str], where: list[str]) -> list[str]:

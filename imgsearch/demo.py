@@ -7,7 +7,8 @@ import os
 
 from .datasets import TUXPAINT_STAMPS, load_dataset
 from .evaluate import evaluate
-from .indexer import NullProgress, default_index_dir
+from .config import default_index_dir
+from .progress import NullProgress
 from .report import write_report
 from .samples import write_samples
 from .search import Searcher
@@ -42,5 +43,8 @@ def run_demo(index_dir: str | None = None, out_dir: str | None = None, models=DE
         "index_dir": index_dir,
         "searches": searches,
         "recall": {m["label"]: {k: v for k, v in m["t2i"].items() if k.startswith("recall@")} for m in results["models"]},
+        "recall_ci95": {m["label"]: {k: v for k, v in m["t2i_ci95"].items() if k.startswith("recall@")}
+                        for m in results["models"]},
+        "comparisons": [c for c in results["comparisons"] if c["metric"].startswith(("recall@", "mean_recall"))],
         "report": paths,
     }

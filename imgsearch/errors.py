@@ -39,3 +39,8 @@ class IndexLocked(ImgsearchError):
 
 class DecodeError(ImgsearchError):
     """One file cannot be read as an image; the indexer records it and moves on."""
+
+
+def first_line(e: BaseException) -> str:
+    """A library's exception as one short line for a domain error's message."""
+    return (str(e).strip().splitlines() or [e.__class__.__name__])[0][:300]

@@ -1,34 +1,47 @@
 """Stage 7: run a labelled query set through each model's real index; measure quality and cost.
 
-Every query goes through the path users run (encode -> FAISS -> metadata) at batch size 1.
-Recall@k and nDCG@10 are read off that real top-k, so an approximate index shows its loss;
-the first relevant rank (MRR, mean and median rank) is taken over the whole collection from
-exact scores on the stored vectors. With the default exact index the two agree (up to ties).
+Every measured query goes through the path users run (encode -> FAISS -> metadata) at batch
+size 1, and encodes its text: the searcher's query cache is cleared before each, so no cache
+hit is ever timed, repeated texts included. All quality figures of a query are read off one
+ranking (metrics.served_first_relevant_ranks): the images its real search returned, ordered by
+the exact scores of the query vector that search used against the stored vectors, then the
+rest of the collection; ties count against the model. So a query's top-k and its first
+relevant rank cannot disagree, and every figure comes from the same query vectors at every
+precision. Every model answers the same queries; each one's load time and memory are
+measured in a process of its own, away from the other models.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import metrics
+from . import metrics, stats
 from .datasets import EvalSet
-from .errors import UsageError
-from .indexer import NullProgress, default_index_dir, index_folder
-from .models import get_model, resolve, slug
-from .models.base import concrete_precision, default_device
+from .config import default_index_dir
+from .errors import ImgsearchError, UsageError
+from .indexer import index_folder
+from .models import concrete_precision, get_model, resolve, slug
+from .models.base import default_device
+from .progress import NullProgress
 from .search import Searcher
-from .store import Store
 from .vectors import index_path
 
 DEFAULT_KS = (1, 5, 10)
 WARMUP_QUERIES = 5
 THROUGHPUT_SAMPLE = 64  # images re-embedded in a scratch index when the real one was up to date
+COST_QUERIES = 50  # queries the isolated cost process answers; memory peaks within a few
+ALPHA = 0.05  # a paired difference with p >= ALPHA is not told apart from noise
+NDCG_DEPTH = 10
+LEFT_OUT_SHOWN = 5  # texts of left-out queries named in the results
 
 
 def eval_index_dir(dataset: EvalSet, precision: str) -> str:
@@ -45,61 +58,118 @@ def evaluate(
     ks: tuple[int, ...] = DEFAULT_KS,
     factory: str | None = None,
     precisions: Sequence[str] = ("auto",),
+    resamples: int = stats.DEFAULT_RESAMPLES,
+    seed: int = stats.DEFAULT_SEED,
+    isolated_cost: bool = True,
     progress=NullProgress,
     status: Callable[[str], None] = lambda line: None,
 ) -> dict:
+    """isolated_cost: measure each model's load time and memory in a fresh process (a few
+    seconds per model); without it those figures are left out."""
     ks = tuple(sorted(set(ks)))
     for k in ks:
-        if k < 1:
-            raise UsageError(f"-k must be a positive integer, got {k}")
+        metrics.check_k(k)
+    stats.check_resamples(resamples)
     if not dataset.queries:
         raise UsageError(f"{dataset.name}: no queries")
     specs = list(dict.fromkeys(resolve(s) for s in model_specs))
     device = default_device()
-    precisions = list(dict.fromkeys(concrete_precision(p, device) for p in precisions or ("auto",)))
-    # Several precisions of one model are separate runs, each indexed at its own precision.
+    precisions = list(dict.fromkeys(precisions or ("auto",)))
+    # Several precisions of one model are separate runs, each indexed at its own precision;
+    # "auto" is the one measured fastest for that model on this machine.
     runs = [(spec, precision, spec if len(precisions) == 1 else f"{spec}@{precision}",
              _run_index_dir(index_dir, dataset, precision, len(precisions) > 1))
-            for spec in specs for precision in precisions]
-    results = {
-        "dataset": {
-            "name": dataset.name, "format": dataset.format, "root": dataset.root, "lang": dataset.lang,
-            "split": dataset.split, "images": len(dataset.images), "queries": len(dataset.queries),
-            "captioned_images": len(dataset.captions_per_image), "pairs": len(dataset.pairs),
-            "notes": dataset.notes,
-        },
-        "ks": list(ks),
-        "index_dirs": sorted({run[3] for run in runs}),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "definitions": DEFINITIONS,
-        "models": [],
-    }
+            for spec in specs
+            for precision in dict.fromkeys(concrete_precision(spec, p, device) for p in precisions)]
     prepared = []
     for spec, precision, label, run_dir in runs:
         status(f"indexing the dataset with {label}")
         prepared.append(_prepare(dataset, spec, precision, label, run_dir, factory, progress, status))
-    k_max = max(max(ks), 10)
-    _run_queries(dataset, prepared, k_max, progress, status)
-    for run in prepared:
-        results["models"].append(_summarise(dataset, run, ks, k_max))
-        run["searcher"].close()
-    return results
+    query_set = _query_set(dataset, prepared)
+    if query_set["left_out"]:
+        status(f"{len(query_set['left_out'])} queries left out: none of their relevant images is indexed "
+               "by every model")
+    k_max = max(max(ks), NDCG_DEPTH)
+    try:
+        _run_queries(dataset, prepared, query_set["measured"], k_max, progress, status)
+        models = [_summarise(dataset, run, query_set, ks, k_max) for run in prepared]
+    finally:
+        for run in prepared:
+            run["searcher"].close()
+    if isolated_cost:
+        texts = [dataset.queries[q].text for q in query_set["measured"][:COST_QUERIES]]
+        for run, model in zip(prepared, models):
+            status(f"measuring {run['label']}'s load time and memory in a process of its own")
+            model["cost"].update(_cost_in_own_process(run, texts, k_max, status))
+    comparisons = _uncertainty(models, ks, resamples, seed)
+    return {
+        "dataset": {
+            "name": dataset.name, "format": dataset.format, "root": dataset.root, "lang": dataset.lang,
+            "split": dataset.split, "images": len(dataset.images), "queries": len(dataset.queries),
+            "captioned_images": len(dataset.captions_per_image), "pairs": len(dataset.pairs),
+            "relevance": dataset.relevance, "notes": dataset.notes,
+        },
+        "query_set": {
+            "measured": len(query_set["measured"]),
+            "left_out": len(query_set["left_out"]),
+            "left_out_first": [dataset.queries[q].text for q in query_set["left_out"][:LEFT_OUT_SHOWN]],
+            "images_indexed_by_every_model": len(query_set["images"]),
+            "rule": "the same queries for every model: those with a relevant image indexed by every model",
+        },
+        "ks": list(ks),
+        "index_dirs": sorted({run[3] for run in runs}),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "definitions": definitions(dataset.relevance, resamples, seed),
+        "uncertainty": {
+            "interval": stats.INTERVAL_METHOD, "level": stats.LEVEL, "resamples": resamples, "seed": seed,
+            "paired_interval": "the same percentile bootstrap with both models on the same resampled queries",
+            "test": stats.TEST_METHOD, "alpha": ALPHA,
+        },
+        "models": models,
+        "comparisons": comparisons,
+    }
 
 
-DEFINITIONS = {
-    "t2i_recall@k": "text->image: each query scores 1 if any relevant image is in its top-k of the real "
-                    "search; mean over all queries (an image with 5 captions gives 5 queries)",
-    "i2t_recall@k": "image->text: each captioned image scores 1 if any of its captions is in its top-k; "
-                    "mean over images",
-    "mrr": "mean over queries of 1 / rank of the first relevant image over the whole collection",
-    "ndcg@10": "binary gains on the real top-10, ideal DCG from min(#relevant, 10)",
-    "mean_rank / median_rank": "of the first relevant image over the whole collection (1-based); "
-                               "ties count against the model",
-    "pairwise_accuracy": "share of pairs where sim(image, positive) > max sim(image, negatives)",
-    "ann_recall@k": "k-recall@k of the index's top-k against exact search on the same vectors",
-    "latency_ms": "per query at batch size 1 after warm-up queries, the models taking turns query by "
-                  "query so that machine noise falls on all alike; percentiles by linear interpolation",
+RELEVANCE_TEXT = {
+    "own-image": "own-image (CLIP_benchmark's rule): a caption is relevant to the image it was written for only",
+    "shared-caption": "shared-caption: a caption is relevant to every image carrying exactly the same text",
+    "listed": "as listed by the dataset (qrels, or the members of a class folder)",
 }
+
+
+def definitions(relevance: str, resamples: int, seed: int) -> dict:
+    return {
+        "relevance": RELEVANCE_TEXT[relevance],
+        "ranking": "one ranking per query, from the query vector its real search encoded: the images that "
+                   "search returned, by exact score (float64 sums rounded to float32) against the stored "
+                   "vectors, then from position k_max + 1 (k_max: the search's depth, max(largest k, 10)) "
+                   "every other image of the index in the same order; "
+                   "equal scores: a non-relevant image ranks ahead of a relevant one (ties count against the "
+                   "model), then the lower image id. Every t2i figure below and each query's top-k and first "
+                   "relevant rank come from it, so they never disagree",
+        "t2i_recall@k": "text->image: a query scores 1 if its first relevant rank is <= k; mean over queries "
+                        "(an image with 5 captions gives 5 queries)",
+        "mean_recall@k": "mean of t2i recall@k over the report's k; the figure models are ranked by",
+        "mrr": "mean over queries of 1 / first relevant rank",
+        "ndcg@10": "binary gains on the ranking's top 10, ideal DCG from min(#relevant, 10)",
+        "mean_rank / median_rank": "of the first relevant image in the ranking (1-based)",
+        "i2t_recall@k": "image->text: each captioned image scores 1 if any of its relevant captions is in its "
+                        "top-k of exact scores over every caption's query vector; ties count against the model; "
+                        "mean over images",
+        "pairwise_accuracy": "share of pairs where sim(image, positive) > max sim(image, negatives)",
+        "ann_recall@k": "k-recall@k of the real search's top-k against exact search with the same query vectors",
+        "ci95": f"95% {stats.INTERVAL_METHOD}, {resamples} resamples, seed {seed}",
+        "comparisons": f"per pair of models on the same queries: mean difference a - b, its paired bootstrap "
+                       f"95% interval, and the p-value of a {stats.TEST_METHOD}, else of {resamples} random "
+                       f"sign patterns (seed {seed}); no correction for multiple comparisons",
+        "latency_ms": "per query at batch size 1 after warm-up queries, the models taking turns query by "
+                      "query so that machine noise falls on all alike; every measured query encodes its text "
+                      "(the query cache is cleared before each, so no cache hit is timed); per-query encode / "
+                      "search / metadata / total in each query record; percentiles by linear interpolation",
+        "cost": f"load time and memory measured in a fresh process per model that loads it alone, opens its "
+                f"index and answers up to {COST_QUERIES} of the queries (RSS before load, after load, peak); "
+                "other models never share that process",
+    }
 
 
 def _run_index_dir(given: str | None, dataset: EvalSet, precision: str, several: bool) -> str:
@@ -109,74 +179,89 @@ def _run_index_dir(given: str | None, dataset: EvalSet, precision: str, several:
 
 
 def _prepare(dataset, spec, precision, label, index_dir, factory, progress, status) -> dict:
-    """Load, index (re-using an up-to-date index) and open a searcher for one model."""
-    t0 = time.perf_counter()
-    model = get_model(spec, precision=precision)
-    load_s = time.perf_counter() - t0
-    rss_after_load = _rss_mb()
+    """Index (re-using an up-to-date index) and open a searcher for one model; load its vectors."""
     wanted = set(dataset.images)
     report = index_folder(_common_root(dataset.images), [spec], index_dir, factory=factory,
                           precision=precision, progress=progress, include=wanted.__contains__)
-    missing = len(dataset.images) - _count_indexed(index_dir, spec, dataset.images)
+    searcher = Searcher(spec, index_dir, precision=precision)
+    ids, vectors = _stored_vectors(searcher)
+    position = {int(image_id): n for n, image_id in enumerate(ids)}
+    # Per dataset image, the row of its vector in `vectors`; -1 when it has none.
+    rows = np.array([position.get(searcher.store.image_id(p), -1) for p in dataset.images], dtype=np.int64)
+    missing = int((rows < 0).sum())
     if missing:
         status(f"{label}: {missing} dataset images could not be indexed (see `imgsearch index` summary)")
-    searcher = Searcher(spec, index_dir, precision=precision)
-    ids = _image_ids(searcher, dataset.images)
-    vectors, present = _collection_vectors(searcher, ids)
-    relevant = [{i for i in rel if present[i]} for rel in dataset.relevant_indices()]
-    usable = [q for q, rel in enumerate(relevant) if rel]
-    if not usable:
-        raise UsageError(f"{label}: no query has a relevant image in the index")
     return {
-        "spec": spec, "label": label, "model": model, "searcher": searcher, "ids": ids, "vectors": vectors, "present": present,
-        "relevant": relevant, "usable": usable, "per_query": [], "precision": precision,
-        "timings": {"encode": [], "search": [], "metadata": [], "total": []},
-        "cost": {"load_s": load_s, "rss_mb_after_load": rss_after_load,
-                 "indexing": _indexing_throughput(report, spec, dataset, precision)},
+        "spec": spec, "label": label, "precision": precision, "index_dir": index_dir, "searcher": searcher,
+        "ids": ids, "vectors": vectors, "position": position, "rows": rows,
+        "query_vectors": [], "served": [], "paths": {}, "timings": [],
+        "indexing": _indexing_throughput(report, spec, dataset, precision),
     }
 
 
-def _run_queries(dataset, prepared, k_max, progress, status) -> None:
+def _query_set(dataset: EvalSet, prepared: list[dict]) -> dict:
+    """The queries every model answers: those with a relevant image indexed by every model."""
+    everywhere = set(np.flatnonzero(np.all([run["rows"] >= 0 for run in prepared], axis=0)).tolist())
+    relevant = dataset.relevant_indices()
+    measured = [q for q, rel in enumerate(relevant) if rel & everywhere]
+    if not measured:
+        raise UsageError(f"{dataset.name}: no query has a relevant image indexed by every model")
+    left_out = [q for q, rel in enumerate(relevant) if not rel & everywhere]
+    return {"measured": measured, "left_out": left_out, "relevant": relevant, "images": sorted(everywhere)}
+
+
+def _run_queries(dataset, prepared, measured, k_max, progress, status) -> None:
     """Every query through every model's real search path, the models taking turns."""
     for run in prepared:
-        for q in run["usable"][:WARMUP_QUERIES]:
+        for q in measured[:WARMUP_QUERIES]:
+            run["searcher"].clear_cache()  # a warm-up answered from the cache would warm nothing
             run["searcher"].text(dataset.queries[q].text, k_max)
-        run["searcher"].clear_cache()  # measured queries must encode, as a new user's would
-        run["todo"] = set(run["usable"])
-    order = sorted(set().union(*(run["usable"] for run in prepared)))
-    status(f"{len(order)} queries through the real search path of {len(prepared)} models")
-    bar = progress(total=len(order), desc="queries")
-    for q in order:
+    status(f"{len(measured)} queries through the real search path of {len(prepared)} models")
+    bar = progress(total=len(measured), desc="queries")
+    for q in measured:
+        text = dataset.queries[q].text
         for run in prepared:
-            if q not in run["todo"]:
-                continue
-            result = run["searcher"].text(dataset.queries[q].text, k_max)
-            for key, values in run["timings"].items():
-                values.append(result.timing_ms[key])
-            run["per_query"].append({
-                "query": dataset.queries[q].text,
-                "relevant": sorted(dataset.images[i] for i in run["relevant"][q]),
-                "topk": [r["path"] for r in result.results],
-                "timing_ms": {k: round(v, 4) for k, v in result.timing_ms.items()},
-            })
+            searcher = run["searcher"]
+            searcher.clear_cache()  # measured queries encode, repeated texts too: no cache hit is timed
+            result = searcher.text(text, k_max)
+            run["query_vectors"].append(searcher.encode_text(text))  # the vector that search used, cached
+            run["timings"].append(result.timing_ms)
+            served = []
+            for hit in result.results:
+                if hit["id"] not in run["position"]:
+                    raise ImgsearchError(f"{run['label']}: the index changed during the evaluation; run it again")
+                served.append(run["position"][hit["id"]])
+                run["paths"][hit["id"]] = hit["path"]
+            run["served"].append(served)
         bar.update(1)
     bar.close()
 
 
-def _summarise(dataset, run, ks, k_max) -> dict:
-    model, searcher, vectors, present = run["model"], run["searcher"], run["vectors"], run["present"]
-    usable, per_query = run["usable"], run["per_query"]
-    t1 = time.perf_counter()
-    query_vectors = model.embed_documents([dataset.queries[q].text for q in usable])
-    encode_s = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    _, ann_ids = searcher.vi.search(query_vectors, k_max)
-    search_s = time.perf_counter() - t2
-
-    exact_ranks = _first_ranks(query_vectors, vectors, [run["relevant"][q] for q in usable])
-    for record, rank in zip(per_query, exact_ranks):
-        record["first_relevant_rank"] = int(rank)
-
+def _summarise(dataset, run, query_set, ks, k_max) -> dict:
+    searcher, vectors, ids = run["searcher"], run["vectors"], run["ids"]
+    model = searcher.model
+    measured = query_set["measured"]
+    query_vectors = np.stack(run["query_vectors"])
+    rows = run["rows"]
+    relevant = [{int(rows[i]) for i in query_set["relevant"][q] if rows[i] >= 0} for q in measured]
+    records, exact_top = [], []
+    for start in range(0, len(measured), 1024):
+        scores = metrics.exact_scores(query_vectors[start:start + 1024], vectors)
+        block = range(start, start + len(scores))
+        ranks = metrics.served_first_relevant_ranks(
+            scores, [run["served"][n] for n in block], [relevant[n] for n in block], k_max)
+        for row, n, rank in zip(scores, block, ranks):
+            order = metrics.served_order(row, run["served"][n], relevant[n])
+            records.append({
+                "query": dataset.queries[measured[n]].text,
+                "relevant": sorted(dataset.images[i] for i in query_set["relevant"][measured[n]] if rows[i] >= 0),
+                "topk": [run["paths"][int(ids[p])] for p in order],
+                "first_relevant_rank": int(rank),
+                "timing_ms": {key: round(value, 4) for key, value in run["timings"][n].items()},
+            })
+            if searcher.vi.factory != "Flat":
+                exact_top.append(np.lexsort((np.arange(len(row)), -row))[:k_max])
+    timings = {key: [t[key] for t in run["timings"]] for key in ("encode", "search", "metadata", "total")}
     summary = {
         "label": run["label"],
         "spec": run["spec"],
@@ -186,104 +271,210 @@ def _summarise(dataset, run, ks, k_max) -> dict:
         "precision": run["precision"],
         "index_precision": searcher.row.precision,  # the precision the stored vectors were made at
         "factory": searcher.vi.factory,  # the concrete type searched (the request may be "auto")
-        "t2i": t2i_metrics(per_query, ks),
-        "latency_ms": {key: metrics.latency_summary(v) for key, v in run["timings"].items()},
-        "batched": {
-            "queries": len(usable),
-            "encode_qps": len(usable) / encode_s if encode_s else None,
-            "search_qps": len(usable) / search_s if search_s else None,
-            "qps": len(usable) / (encode_s + search_s) if encode_s + search_s else None,
-        },
+        "t2i": t2i_metrics(records, ks),
+        "latency_ms": {key: metrics.latency_summary(values) for key, values in timings.items()},
+        "batched": _batched_throughput(searcher, [dataset.queries[q].text for q in measured], k_max),
         "cost": {
-            **run["cost"],
+            "indexing": run["indexing"],
             "index_bytes": os.path.getsize(index_path(searcher.store, searcher.row)),
-            "vector_bytes": int(vectors[present].nbytes),
-            "peak_rss_mb": _peak_rss_mb(),
+            "vector_bytes": int(vectors.nbytes),
         },
-        "images_indexed": int(present.sum()),
-        "queries": per_query,
+        "images_indexed": len(ids),
+        "queries": records,
     }
-    if searcher.vi.factory != "Flat":
-        exact_top = np.argsort(-(query_vectors @ vectors[present].T), axis=1)[:, :k_max]
-        ids = np.asarray(run["ids"])[present]
-        summary["ann_recall@k"] = {
-            f"@{k}": metrics.ann_recall_at_k(ann_ids, ids[exact_top], k) for k in ks
-        }
+    if exact_top:
+        served_ids = np.full((len(measured), k_max), metrics.FAISS_PADDING, dtype=np.int64)
+        for n, served in enumerate(run["served"]):
+            served_ids[n, :len(served)] = ids[served]
+        exact_ids = _padded(ids, exact_top, k_max)
+        summary["ann_recall@k"] = {f"@{k}": metrics.ann_recall_at_k(served_ids, exact_ids, k) for k in ks}
     if dataset.captions_per_image:
-        summary["i2t"] = _i2t(dataset, vectors, present, model, ks)
+        text_vectors = _text_vectors(dataset, model, measured, query_vectors)
+        summary["i2t"] = _i2t(dataset, run, query_set, text_vectors, ks)
     if dataset.pairs:
-        summary["pairwise_accuracy"] = _pairwise(dataset, vectors, model)
+        summary["pairwise_accuracy"] = _pairwise(dataset, run, model)
     return summary
 
 
-def t2i_metrics(per_query: list[dict], ks) -> dict:
+def per_query_values(records: list[dict], ks) -> dict[str, np.ndarray]:
+    """Each query's contribution to each t2i figure; every mean (and interval) is over these."""
+    ranks = np.array([r["first_relevant_rank"] for r in records], dtype=np.float64)
+    values = {f"recall@{k}": (ranks <= k).astype(np.float64) for k in ks}
+    values["mean_recall@k"] = np.mean([values[f"recall@{k}"] for k in ks], axis=0)
+    values["mrr"] = 1.0 / ranks
+    values["ndcg@10"] = metrics.ndcg_per_query([r["topk"] for r in records], [set(r["relevant"]) for r in records],
+                                               NDCG_DEPTH)
+    return values
+
+
+def t2i_metrics(records: list[dict], ks) -> dict:
     """Aggregates recomputable from results.json's per-query records alone."""
-    real_first = [metrics.first_relevant_rank_from_ranking(r["topk"], set(r["relevant"])) for r in per_query]
-    exact_first = [r["first_relevant_rank"] for r in per_query]
-    out = {f"recall@{k}": metrics.recall_at_k(real_first, k) for k in ks}
-    out["ndcg@10"] = metrics.ndcg_at_k([r["topk"] for r in per_query], [set(r["relevant"]) for r in per_query], 10)
-    out["mrr"] = metrics.mrr(exact_first)
-    out["mean_rank"] = metrics.mean_rank(exact_first)
-    out["median_rank"] = metrics.median_rank(exact_first)
-    out["queries"] = len(per_query)
+    out = {key: float(np.mean(values)) for key, values in per_query_values(records, ks).items()}
+    ranks = [r["first_relevant_rank"] for r in records]
+    out["mean_rank"] = metrics.mean_rank(ranks)
+    out["median_rank"] = metrics.median_rank(ranks)
+    out["queries"] = len(records)
     return out
 
 
-def _first_ranks(query_vectors, vectors, relevant, block: int = 1024) -> np.ndarray:
-    out = []
-    for start in range(0, len(query_vectors), block):
-        scores = query_vectors[start:start + block] @ vectors.T
-        out.append(metrics.first_relevant_ranks(scores, relevant[start:start + block]))
-    return np.concatenate(out)
+def _uncertainty(models: list[dict], ks, resamples: int, seed: int) -> list[dict]:
+    """A bootstrap interval for every t2i figure of every model (model["t2i_ci95"]) and a
+    paired comparison for every pair of models on every figure (returned)."""
+    values = [per_query_values(m["queries"], ks) for m in models]
+    names = list(values[0])
+    texts = [[r["query"] for r in m["queries"]] for m in models]
+    if any(t != texts[0] for t in texts):
+        raise ImgsearchError("models answered different query sets; a paired comparison needs the same")
+    columns = np.column_stack([v[name] for v in values for name in names])
+    means = stats.bootstrap_means(columns, resamples, seed)
+    intervals = stats.percentile_interval(means)
+    width = len(names)
+    for i, model in enumerate(models):
+        model["t2i_ci95"] = {name: intervals[i * width + j].tolist() for j, name in enumerate(names)}
+    comparisons = []
+    for i in range(len(models)):
+        for j in range(i + 1, len(models)):
+            for n, name in enumerate(names):
+                a, b = i * width + n, j * width + n
+                difference = columns[:, a] - columns[:, b]
+                comparisons.append({
+                    "a": models[i]["label"], "b": models[j]["label"], "metric": name,
+                    "difference": float(difference.mean()),
+                    "ci95": stats.percentile_interval(means[:, a] - means[:, b]).tolist(),
+                    "p_value": stats.sign_flip_p_value(difference, resamples, seed),
+                    "queries": int(len(difference)),
+                    "queries_differing": int(np.count_nonzero(difference)),
+                })
+    return comparisons
 
 
-def _i2t(dataset, vectors, present, model, ks) -> dict:
-    texts = [q.text for q in dataset.queries]
-    text_vectors = model.embed_documents(texts)
+def _batched_throughput(searcher: Searcher, texts: list[str], k: int) -> dict:
+    """Throughput figures only: nothing is ranked from these batched vectors."""
+    t1 = time.perf_counter()
+    query_vectors = searcher.model.embed_documents(texts)
+    encode_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    searcher.vi.search(query_vectors, k)
+    search_s = time.perf_counter() - t2
+    return {
+        "queries": len(texts),
+        "encode_qps": len(texts) / encode_s if encode_s else None,
+        "search_qps": len(texts) / search_s if search_s else None,
+        "qps": len(texts) / (encode_s + search_s) if encode_s + search_s else None,
+    }
+
+
+def _text_vectors(dataset, model, measured, query_vectors) -> np.ndarray:
+    """Every caption's vector from embed_query, the function the search path calls: the
+    measured queries' own vectors, the rest encoded the same way."""
+    known = dict(zip(measured, query_vectors))
+    return np.stack([known[q] if q in known else model.embed_query(query.text)
+                     for q, query in enumerate(dataset.queries)])
+
+
+def _i2t(dataset, run, query_set, text_vectors, ks) -> dict:
+    everywhere = set(query_set["images"])
     relevant = dataset.image_to_text_relevant()
-    images = [i for i in relevant if present[i]]
-    ranks = _first_ranks(vectors[images], text_vectors, [relevant[i] for i in images])
+    images = [i for i in relevant if i in everywhere]
+    image_vectors = run["vectors"][run["rows"][images]]
+    ranks = np.concatenate([
+        metrics.first_relevant_ranks(metrics.exact_scores(image_vectors[s:s + 1024], text_vectors),
+                                     [relevant[i] for i in images[s:s + 1024]])
+        for s in range(0, len(images), 1024)])
     out = {f"recall@{k}": metrics.recall_at_k(ranks, k) for k in ks}
     out["mrr"] = metrics.mrr(ranks)
     out["images"] = len(images)
     return out
 
 
-def _pairwise(dataset, vectors, model) -> dict:
+def _pairwise(dataset, run, model) -> dict:
     position = {p: i for i, p in enumerate(dataset.images)}
-    pos, neg = [], []
+    encoded: dict[str, np.ndarray] = {}
+    pos, neg, left_out = [], [], 0
     for pair in dataset.pairs:
-        image = vectors[position[pair.image]]
-        texts = model.embed_documents([pair.positive, *pair.negatives])
-        pos.append(float(texts[0] @ image))
-        neg.append([float(t @ image) for t in texts[1:]])
-    return {"accuracy": metrics.pairwise_accuracy(pos, neg), "pairs": len(pos)}
+        row = run["rows"][position[pair.image]]
+        if row < 0:
+            left_out += 1
+            continue
+        for text in (pair.positive, *pair.negatives):
+            if text not in encoded:
+                encoded[text] = model.embed_query(text)
+        image = run["vectors"][row]
+        pos.append(float(encoded[pair.positive] @ image))
+        neg.append([float(encoded[t] @ image) for t in pair.negatives])
+    if not pos:
+        raise UsageError(f"{dataset.name}: no pair's image is indexed")
+    return {"accuracy": metrics.pairwise_accuracy(pos, neg), "pairs": len(pos), "pairs_left_out": left_out}
 
 
-def _collection_vectors(searcher: Searcher, ids: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Stored vectors in collection order (ids: each image's row id); unindexed rows are zero."""
-    vectors = np.zeros((len(ids), searcher.row.dim), np.float32)
-    present = np.zeros(len(ids), bool)
-    position = {image_id: i for i, image_id in enumerate(ids) if image_id is not None}
+def _stored_vectors(searcher: Searcher) -> tuple[np.ndarray, np.ndarray]:
+    """Every vector of the model's index (the collection its search sees), by ascending image id."""
+    id_batches, vector_batches = [], []
     for batch_ids, batch in searcher.store.iter_embeddings(searcher.row.id, searcher.row.dim):
-        for image_id, vector in zip(batch_ids.tolist(), batch):
-            if image_id in position:
-                vectors[position[image_id]] = vector
-                present[position[image_id]] = True
-    return vectors, present
+        id_batches.append(np.asarray(batch_ids, dtype=np.int64))
+        vector_batches.append(np.asarray(batch, dtype=np.float32))
+    if not id_batches:
+        raise UsageError(f"{searcher.row.spec}: no image of the dataset could be indexed")
+    ids, vectors = np.concatenate(id_batches), np.concatenate(vector_batches)
+    order = np.argsort(ids, kind="stable")
+    return ids[order], vectors[order]
 
 
-def _image_ids(searcher: Searcher, images: list[str]) -> list[int | None]:
-    return [searcher.store.image_id(p) for p in images]
+def _padded(ids: np.ndarray, exact_top: list[np.ndarray], k: int) -> np.ndarray:
+    out = np.full((len(exact_top), k), metrics.FAISS_PADDING, dtype=np.int64)
+    for n, top in enumerate(exact_top):
+        out[n, :len(top)] = ids[top]
+    return out
 
 
-def _count_indexed(index_dir: str, spec: str, images: list[str]) -> int:
-    store = Store(index_dir)
-    row = store.model(spec)
-    stored = set(store.embedding_ids(row.id).tolist())
-    n = sum(1 for p in images if store.image_id(p) in stored)
-    store.close()
-    return n
+# A fresh interpreter, not a multiprocessing child: spawn re-imports the caller's __main__,
+# which re-runs a script that calls evaluate() without a __name__ guard.
+COST_CHILD = "from imgsearch.evaluate import cost_child_main; cost_child_main()"
+
+
+def _cost_in_own_process(run: dict, texts: list[str], k: int, status) -> dict:
+    """isolated_cost in a fresh interpreter: nothing of another model is in its memory."""
+    request = json.dumps({"spec": run["spec"], "precision": run["precision"], "index_dir": run["index_dir"],
+                          "texts": texts, "k": k})
+    done = subprocess.run([sys.executable, "-c", COST_CHILD], input=request, capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    # The evaluation's other figures stand; say what failed.
+    reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    status(f"{run['label']}: the isolated cost process failed: {reason}")
+    return {"isolated_error": reason}
+
+
+def cost_child_main() -> None:
+    """The cost process: a request as JSON on stdin, its figures as one JSON line on stdout."""
+    request = json.loads(sys.stdin.read())
+    print(json.dumps(isolated_cost(**request)))
+
+
+def isolated_cost(spec: str, precision: str, index_dir: str, texts: list[str], k: int) -> dict:
+    """Load the model alone, open its index, answer the queries: this process's cost figures."""
+    before = _rss_mb()
+    t0 = time.perf_counter()
+    get_model(spec, precision=precision)
+    load_s = time.perf_counter() - t0
+    after_load = _rss_mb()
+    searcher = Searcher(spec, index_dir, precision=precision)  # the model is cached: no second load
+    try:
+        for text in texts:
+            searcher.clear_cache()
+            searcher.text(text, k)
+    finally:
+        searcher.close()
+    return {
+        "load_s": load_s,
+        "rss_mb_before_load": before,
+        "rss_mb_after_load": after_load,
+        "model_rss_mb": after_load - before,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        "cost_queries": len(texts),
+        "cost_pid": os.getpid(),
+    }
 
 
 def _indexing_throughput(report, spec: str, dataset: EvalSet, precision: str) -> dict:
@@ -309,8 +500,3 @@ def _common_root(paths: list[str]) -> str:
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb() -> float:
-    """High-water mark of this process so far (Linux reports KiB): cumulative over models."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

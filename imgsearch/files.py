@@ -14,6 +14,7 @@ from .errors import UsageError
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .png .webp .gif .bmp .tif .tiff .jfif .ppm .pgm".split()
 )
+LEAVES_FOLDER = "symlink leading outside its folder"
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,19 @@ def _file_entry(entry: os.DirEntry) -> FileEntry | Unreadable:
         return Unreadable(entry.path, "broken symlink" if entry.is_symlink() else _reason(e))
     if not stat.S_ISREG(st.st_mode):
         return Unreadable(entry.path, "not a regular file")
+    if entry.is_symlink() and escapes_its_folder(entry.path):
+        return Unreadable(entry.path, LEAVES_FOLDER)
     return FileEntry(entry.path, st.st_size, st.st_mtime_ns)
+
+
+def escapes_its_folder(path: str) -> bool:
+    """A file symlink leading out of its own folder: not indexed, and not served (web/access.py).
+
+    realpath(path) must lie inside realpath(dirname(path)). Symlinked *folders* stay allowed
+    (a photo library spread over disks): they resolve the same for the folder and the file.
+    """
+    folder = os.path.realpath(os.path.dirname(path))
+    return os.path.commonpath([folder, os.path.realpath(path)]) != folder
 
 
 def _reason(e: OSError) -> str:

@@ -4,6 +4,11 @@ Ranks are 1-based. A query's "first rank" is the position of its best-placed rel
 None (or inf) means "not in the returned ranking" (a truncated top-k from the real search).
 Definitions follow LAION CLIP_benchmark (recall@k), MTEB (nDCG@10, binary gains) and
 autofaiss `score_index` (k-recall@k, 1-recall@k).
+
+One tie rule everywhere: among equal scores a non-relevant item ranks ahead of a relevant one
+(ties count against the model), then the lower item index first. A query's served ranking
+(`served_first_relevant_ranks`, `served_order`) puts the items the real search returned first,
+so that its top-k and its first relevant rank are read off one list and cannot disagree.
 """
 
 from __future__ import annotations
@@ -29,28 +34,68 @@ def first_relevant_ranks(scores: np.ndarray, relevant: Sequence[Collection[int]]
     tie order unspecified; counting ties against the model means one that gives every item
     the same score ranks each query last instead of looking perfect by index order.
     """
-    scores = np.asarray(scores)
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be 2-d (queries x items), got shape {scores.shape}")
+    scores = _score_matrix(scores, relevant)
     n_queries, n_items = scores.shape
-    if len(relevant) != n_queries:
-        raise ValueError(f"{len(relevant)} relevant sets for {n_queries} score rows")
-    if not np.issubdtype(scores.dtype, np.floating):
-        scores = scores.astype(np.float64)
-    _require_relevant(relevant)
-    nan_rows = np.flatnonzero(np.isnan(scores).any(axis=1))
-    if nan_rows.size:
-        raise ValueError(f"scores contain NaN ({nan_rows.size} queries, first: query {nan_rows[0]})")
     ranks = np.empty(n_queries, dtype=np.int64)
     for start in range(0, n_queries, _ROWS_PER_BLOCK):
         block = scores[start : start + _ROWS_PER_BLOCK]
         is_relevant = np.zeros(block.shape, dtype=bool)
         for row, ids in enumerate(relevant[start : start + _ROWS_PER_BLOCK]):
             is_relevant[row, _item_indices(ids, n_items, start + row)] = True
-        best_relevant = np.where(is_relevant, block, -np.inf).max(axis=1)
-        ahead = (block >= best_relevant[:, None]) & ~is_relevant
-        ranks[start : start + len(block)] = ahead.sum(axis=1) + 1
+        ranks[start : start + len(block)] = _ahead_of_best_relevant(block, is_relevant, ~is_relevant) + 1
     return ranks
+
+
+def exact_scores(query_vectors: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
+    """Inner products (queries x items), summed in float64 and rounded to float32.
+
+    BLAS may sum two identical rows in different orders (blocking, remainders); in float64
+    the difference stays far below float32's resolution, so identical vectors tie exactly.
+    """
+    queries = np.atleast_2d(np.asarray(query_vectors, dtype=np.float64))
+    items = np.asarray(item_vectors, dtype=np.float64)
+    return (queries @ items.T).astype(np.float32)
+
+
+def served_first_relevant_ranks(
+    scores: np.ndarray, served: Sequence[Collection[int]], relevant: Sequence[Collection[int]], depth: int
+) -> np.ndarray:
+    """1-based rank of each query's first relevant item in its served ranking.
+
+    A query's served ranking: the items its real search returned (served[q], at most depth),
+    ordered by score with the tie rule above; positions up to depth that the search left
+    empty stay empty; then every other item of the collection from position depth + 1 on, in
+    the same order. So an item the search did not return ranks after everything it returned;
+    where served[q] holds the first `depth` items of the tie rule's order over the whole
+    collection (an exact search), the rank equals `first_relevant_ranks`.
+    """
+    check_k(depth)
+    scores = _score_matrix(scores, relevant)
+    n_queries, n_items = scores.shape
+    if len(served) != n_queries:
+        raise ValueError(f"{len(served)} served lists for {n_queries} score rows")
+    ranks = np.empty(n_queries, dtype=np.int64)
+    for start in range(0, n_queries, _ROWS_PER_BLOCK):
+        block = scores[start : start + _ROWS_PER_BLOCK]
+        is_relevant = np.zeros(block.shape, dtype=bool)
+        is_served = np.zeros(block.shape, dtype=bool)
+        for row in range(len(block)):
+            query = start + row
+            is_relevant[row, _item_indices(relevant[query], n_items, query)] = True
+            if len(served[query]) > depth:
+                raise ValueError(f"query {query}: {len(served[query])} served items, more than depth {depth}")
+            if len(served[query]):
+                is_served[row, _item_indices(served[query], n_items, query)] = True
+        ahead_served = _ahead_of_best_relevant(block, is_relevant & is_served, is_served & ~is_relevant)
+        ahead_rest = _ahead_of_best_relevant(block, is_relevant & ~is_served, ~is_served & ~is_relevant)
+        found = (is_relevant & is_served).any(axis=1)
+        ranks[start : start + len(block)] = np.where(found, 1 + ahead_served, depth + 1 + ahead_rest)
+    return ranks
+
+
+def served_order(scores: np.ndarray, served: Collection[int], relevant: Collection[int]) -> list[int]:
+    """The served items of one query (scores: that query's row) in served-ranking order."""
+    return sorted(served, key=lambda item: (-scores[item], item in relevant, item))
 
 
 def first_relevant_rank_from_ranking(
@@ -71,7 +116,7 @@ def recall_at_k(first_ranks: Sequence[int | None], k: int) -> float:
     A k beyond the collection size is allowed. A None rank (not in a truncated ranking)
     counts as a miss at every k, so k beyond the ranking's length undercounts.
     """
-    _require_k(k)
+    check_k(k)
     return float(np.mean(_as_ranks(first_ranks) <= k))
 
 
@@ -101,7 +146,16 @@ def ndcg_at_k(
     relevant items first. -1 entries (FAISS padding) are ignored; a repeated id is an error,
     since it would count one relevant item twice.
     """
-    _require_k(k)
+    return float(np.mean(ndcg_per_query(ranked_ids_per_query, relevant_per_query, k)))
+
+
+def ndcg_per_query(
+    ranked_ids_per_query: Sequence[Sequence[Hashable]],
+    relevant_per_query: Sequence[Collection[Hashable]],
+    k: int = 10,
+) -> np.ndarray:
+    """Each query's nDCG@k (binary gains), as defined in `ndcg_at_k`."""
+    check_k(k)
     if len(ranked_ids_per_query) != len(relevant_per_query):
         raise ValueError(
             f"{len(ranked_ids_per_query)} rankings for {len(relevant_per_query)} relevant sets"
@@ -110,7 +164,7 @@ def ndcg_at_k(
         raise ValueError("no queries")
     _require_relevant(relevant_per_query)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    total = 0.0
+    values = np.empty(len(relevant_per_query))
     for query, (ranked, relevant) in enumerate(zip(ranked_ids_per_query, relevant_per_query)):
         top = _without_padding(ranked[:k])
         if len(set(top)) != len(top):
@@ -119,8 +173,8 @@ def ndcg_at_k(
         ideal = discounts[: min(len(relevant), k)].sum()
         # Both as sums of the same discounts in the same order: an ideal ranking is exactly 1
         # (a dot product rounded differently and gave 1.0000000000000002).
-        total += float(discounts[: len(top)][hits].sum()) / ideal
-    return total / len(relevant_per_query)
+        values[query] = float(discounts[: len(top)][hits].sum()) / ideal
+    return values
 
 
 def pairwise_accuracy(
@@ -185,9 +239,33 @@ def latency_summary(ms: Sequence[float]) -> dict[str, float | int]:
     }
 
 
-def _require_k(k: int) -> None:
+def check_k(k: int) -> int:
+    """The one rule for every cut-off and result count (metrics, search, eval, the CLI)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise UsageError(f"k must be a positive integer, got {k!r}")
+        raise UsageError(f"-k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def _score_matrix(scores: np.ndarray, relevant: Sequence[Collection[int]]) -> np.ndarray:
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be 2-d (queries x items), got shape {scores.shape}")
+    if len(relevant) != len(scores):
+        raise ValueError(f"{len(relevant)} relevant sets for {len(scores)} score rows")
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
+    _require_relevant(relevant)
+    nan_rows = np.flatnonzero(np.isnan(scores).any(axis=1))
+    if nan_rows.size:
+        raise ValueError(f"scores contain NaN ({nan_rows.size} queries, first: query {nan_rows[0]})")
+    return scores
+
+
+def _ahead_of_best_relevant(block: np.ndarray, candidates: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Per row, how many `others` score at least the best-scored of the `candidates`
+    (meaningless for a row without candidates: the caller does not use it)."""
+    best = np.where(candidates, block, -np.inf).max(axis=1)
+    return (others & (block >= best[:, None])).sum(axis=1)
 
 
 def _require_relevant(relevant: Sequence[Collection]) -> None:
@@ -230,7 +308,7 @@ def _without_padding(ids: Sequence[Hashable]) -> list:
 
 
 def _id_tables(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    _require_k(k)
+    check_k(k)
     approx = np.asarray(approx_ids)
     exact = np.asarray(exact_ids)
     if approx.ndim != 2 or exact.ndim != 2 or len(approx) != len(exact):

@@ -1,7 +1,7 @@
 """Stage 8: an evaluation's results -> results.json, results.csv, report.md, report.html.
 
 Every figure in the reports is read from results.json, which also holds each query's
-relevant paths, first relevant rank and real top-k, so every aggregate can be recomputed.
+relevant paths, first relevant rank and top-k, so every aggregate and interval recomputes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ matplotlib.use("Agg")  # no display: plots are rendered to SVG text
 import matplotlib.pyplot as plt  # noqa: E402
 
 BALANCE_SHARE = 0.9  # "balance" keeps at least this share of the best recall, at the least latency
+ALPHA = 0.05  # as in evaluate: p >= ALPHA means "not told apart from noise"
+QUALITY_METRIC = "mean_recall@k"
 
 
 def quality(model: dict) -> float:
@@ -30,6 +32,11 @@ def quality(model: dict) -> float:
 
 def latency(model: dict) -> float:
     return model["latency_ms"]["total"]["p50"]
+
+
+def cost_key(model: dict) -> tuple:
+    """Cheaper: lower p50 query latency, then lower peak memory (when measured)."""
+    return latency(model), model.get("cost", {}).get("peak_rss_mb") or 0.0, -quality(model)
 
 
 def pareto_front(models: list[dict]) -> list[str]:
@@ -45,18 +52,59 @@ def pareto_front(models: list[dict]) -> list[str]:
     return front
 
 
-def recommend(models: list[dict]) -> dict:
-    """One model per priority, from the measurements (rules stated in the output)."""
+def comparison(comparisons: list[dict], a: str, b: str, metric: str = QUALITY_METRIC) -> dict | None:
+    """The paired comparison of runs a and b on metric, oriented as a - b (None if not run)."""
+    for c in comparisons:
+        if c["metric"] != metric:
+            continue
+        if (c["a"], c["b"]) == (a, b):
+            return c
+        if (c["a"], c["b"]) == (b, a):
+            low, high = c["ci95"]
+            return {**c, "a": a, "b": b, "difference": -c["difference"], "ci95": [-high, -low]}
+    return None
+
+
+def recommend(models: list[dict], comparisons: list[dict] | None = None) -> dict:
+    """One model per priority, from the measurements (rules stated in the output).
+
+    With paired comparisons, the models whose mean recall@k is not told apart from the best
+    one's (p >= ALPHA) count as tied with it: "quality" then names the cheapest of them.
+    """
+    comparisons = comparisons or []
     front = [m for m in models if m["label"] in pareto_front(models)]
     fastest = min(front, key=lambda m: (latency(m), -quality(m)))
-    best = max(front, key=lambda m: (quality(m), -latency(m)))
-    good_enough = [m for m in front if quality(m) >= BALANCE_SHARE * quality(best)]
+    best = max(models, key=lambda m: (quality(m), -latency(m)))
+    tested = {m["label"]: comparison(comparisons, best["label"], m["label"]) for m in models if m is not best}
+    tied = [best] + [m for m in models if m is not best and tested[m["label"]] is not None
+                     and tested[m["label"]]["p_value"] >= ALPHA]
+    pick = min(tied, key=cost_key)
+    if len(models) == 1:
+        statement = "one model: nothing to compare"
+    elif any(t is None for t in tested.values()):
+        statement = "no paired test was run: differences may be noise"
+    elif len(tied) == 1:
+        worst_p = max(tested[m["label"]]["p_value"] for m in models if m is not best)
+        statement = (f"`{best['label']}` has the best mean recall@k and every other model is worse by a "
+                     f"paired test (largest p = {worst_p:.3g} < {ALPHA})")
+    else:
+        others = ", ".join(f"`{m['label']}` (p = {tested[m['label']]['p_value']:.3g})" for m in tied[1:])
+        statement = (f"`{best['label']}` has the best mean recall@k, but {others} cannot be told apart from it "
+                     f"(paired test p >= {ALPHA}): these are statistically indistinguishable, so the cheapest "
+                     f"of them, `{pick['label']}`, is recommended for quality")
+    good_enough = [m for m in front if quality(m) >= BALANCE_SHARE * quality(best) or m in tied]
     balance = min(good_enough, key=lambda m: (latency(m), -quality(m)))
+    quality_rule = ("highest mean text->image recall@k; among models statistically indistinguishable from the "
+                    f"best (paired test p >= {ALPHA}), the cheapest (lowest p50 latency, then peak memory)")
     return {
         "speed": {"model": fastest["label"], "rule": "lowest p50 query latency on the Pareto front"},
         "balance": {"model": balance["label"],
-                    "rule": f"lowest p50 latency among models with >= {BALANCE_SHARE:.0%} of the best recall"},
-        "quality": {"model": best["label"], "rule": "highest mean text->image recall@k"},
+                    "rule": f"lowest p50 latency on the Pareto front among models with >= {BALANCE_SHARE:.0%} "
+                            "of the best recall or indistinguishable from the best"},
+        "quality": {"model": pick["label"], "rule": quality_rule},
+        "best_point_estimate": best["label"],
+        "indistinguishable_from_best": [m["label"] for m in tied],
+        "statement": statement,
         "pareto_front": [m["label"] for m in front],
     }
 
@@ -64,7 +112,7 @@ def recommend(models: list[dict]) -> dict:
 def write_report(results: dict, out_dir: str | None = None) -> dict[str, str]:
     out_dir = out_dir or default_out_dir(results)
     os.makedirs(out_dir, exist_ok=True)
-    results = {**results, "recommendation": recommend(results["models"])}
+    results = {**results, "recommendation": recommend(results["models"], results.get("comparisons"))}
     paths = {name: os.path.join(out_dir, name) for name in ("results.json", "results.csv", "report.md", "report.html")}
     with open(paths["results.json"], "w") as f:
         json.dump(results, f, indent=1, ensure_ascii=False)
@@ -82,11 +130,19 @@ def default_out_dir(results: dict) -> str:
 
 
 def summary_rows(results: dict) -> list[dict]:
+    """One flat row of numbers per run (results.csv, `eval --json`)."""
     rows = []
     for m in results["models"]:
         row = {"model": m["label"], "dim": m["dim"], "index": m["factory"], "precision": m["precision"],
                "index_precision": m["index_precision"]}
-        row.update({f"t2i_{k}": round(v, 4) for k, v in m["t2i"].items() if k != "queries"})
+        intervals = m.get("t2i_ci95", {})
+        for key, value in m["t2i"].items():
+            if key == "queries":
+                row["t2i_queries"] = value
+                continue
+            row[f"t2i_{key}"] = round(value, 4)
+            if key in intervals:
+                row[f"t2i_{key}_ci_low"], row[f"t2i_{key}_ci_high"] = (round(v, 4) for v in intervals[key])
         for k, v in m.get("i2t", {}).items():
             if k != "images":
                 row[f"i2t_{k}"] = round(v, 4)
@@ -94,15 +150,20 @@ def summary_rows(results: dict) -> list[dict]:
             row["pairwise_accuracy"] = round(m["pairwise_accuracy"]["accuracy"], 4)
         for k, v in m.get("ann_recall@k", {}).items():
             row[f"ann_recall{k}"] = round(v, 4)
-        for part in ("encode", "search", "total"):
+        for part in ("encode", "search", "metadata", "total"):
             row[f"{part}_p50_ms"] = round(m["latency_ms"][part]["p50"], 3)
         row["total_p95_ms"] = round(m["latency_ms"]["total"]["p95"], 3)
         row["total_p99_ms"] = round(m["latency_ms"]["total"]["p99"], 3)
+        row["total_mean_ms"] = round(m["latency_ms"]["total"]["mean"], 3)
         row["batched_qps"] = round(m["batched"]["qps"] or 0, 1)
-        row["index_img_per_s"] = round(m["cost"]["indexing"]["images_per_s"] or 0, 1)
-        row["load_s"] = round(m["cost"]["load_s"], 2)
-        row["index_mb"] = round(m["cost"]["index_bytes"] / 2**20, 3)
-        row["peak_rss_mb"] = round(m["cost"]["peak_rss_mb"], 0)
+        cost = m["cost"]
+        row["index_img_per_s"] = round(cost["indexing"]["images_per_s"] or 0, 1)
+        row["index_mb"] = round(cost["index_bytes"] / 2**20, 3)
+        for key, name, digits in (("load_s", "load_s", 2), ("rss_mb_before_load", "rss_before_load_mb", 0),
+                                  ("rss_mb_after_load", "rss_after_load_mb", 0), ("model_rss_mb", "model_rss_mb", 0),
+                                  ("peak_rss_mb", "peak_rss_mb", 0)):
+            if key in cost:
+                row[name] = round(cost[key], digits)
         rows.append(row)
     return rows
 
@@ -116,35 +177,135 @@ def _write_csv(results: dict, path: str) -> None:
         writer.writerows(rows)
 
 
+# --- the tables both reports show -------------------------------------------------------
+
+
+def _with_ci(value: float, interval) -> str:
+    return f"{value:.3f}" if interval is None else f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def _number(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def quality_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    ks = results["ks"]
+    metrics = [f"recall@{k}" for k in ks] + [QUALITY_METRIC, "mrr", "ndcg@10"]
+    cols = ["model", "queries", *(f"R@{k}" for k in ks), "mean R@k", "MRR", "nDCG@10", "mean rank", "median rank"]
+    has_i2t = any("i2t" in m for m in results["models"])
+    if has_i2t:
+        cols += [f"i2t R@{k}" for k in ks]
+    if any("pairwise_accuracy" in m for m in results["models"]):
+        cols.append("pairwise acc.")
+    if any("ann_recall@k" in m for m in results["models"]):
+        cols += [f"ANN recall@{k}" for k in ks]
+    rows = []
+    for m in results["models"]:
+        t2i, ci = m["t2i"], m.get("t2i_ci95", {})
+        row = [m["label"], str(t2i["queries"]), *(_with_ci(t2i[name], ci.get(name)) for name in metrics),
+               f"{t2i['mean_rank']:.1f}", f"{t2i['median_rank']:.1f}"]
+        if has_i2t:
+            row += [f"{m['i2t'][f'recall@{k}']:.3f}" if "i2t" in m else "–" for k in ks]
+        if "pairwise acc." in cols:
+            row.append(f"{m['pairwise_accuracy']['accuracy']:.3f}" if "pairwise_accuracy" in m else "–")
+        if f"ANN recall@{ks[0]}" in cols:
+            row += [f"{m['ann_recall@k'][f'@{k}']:.3f}" if "ann_recall@k" in m else "–" for k in ks]
+        rows.append(row)
+    return cols, rows
+
+
+def cost_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    cols = ["model", "dim", "index", "precision", "encode p50 ms", "search p50 ms", "metadata p50 ms",
+            "total p50 ms", "total p95 ms", "total p99 ms", "batched q/s", "index img/s", "load s",
+            "RSS before load MB", "RSS after load MB", "peak RSS MB", "index MB"]
+    rows = []
+    for m in results["models"]:
+        lat, cost = m["latency_ms"], m["cost"]
+        rows.append([
+            m["label"], str(m["dim"]), m["factory"], m["precision"],
+            *(f"{lat[part]['p50']:.2f}" for part in ("encode", "search", "metadata", "total")),
+            f"{lat['total']['p95']:.2f}", f"{lat['total']['p99']:.2f}", _number(m["batched"]["qps"]),
+            _number(cost["indexing"]["images_per_s"]), _number(cost.get("load_s"), 2),
+            _number(cost.get("rss_mb_before_load"), 0), _number(cost.get("rss_mb_after_load"), 0),
+            _number(cost.get("peak_rss_mb"), 0), f"{cost['index_bytes'] / 2**20:.3f}",
+        ])
+    return cols, rows
+
+
+def comparison_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    cols = ["a", "b", "metric", "a − b [95% CI]", "p-value", "queries differing", "verdict"]
+    rows = []
+    for c in results.get("comparisons", []):
+        verdict = "indistinguishable" if c["p_value"] >= ALPHA else ("a better" if c["difference"] > 0 else "b better")
+        rows.append([c["a"], c["b"], c["metric"], f"{c['difference']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]",
+                     f"{c['p_value']:.3g}", f"{c['queries_differing']} of {c['queries']}", verdict])
+    return cols, rows
+
+
+def _method_lines(results: dict) -> list[str]:
+    d, q, u = results["dataset"], results["query_set"], results["uncertainty"]
+    lines = [
+        f"Relevance: {results['definitions']['relevance']}.",
+        f"Queries: {q['measured']} measured, the same for every model; {q['left_out']} left out "
+        "(no relevant image indexed by every model)"
+        + (f", first: {', '.join(repr(t) for t in q['left_out_first'])}" if q["left_out_first"] else "") + ".",
+        "Latency: every measured query encoded its text (the query cache is cleared before each; no cache hit "
+        "is timed); per-query encode / search / metadata times are in results.json.",
+        f"Intervals: {u['level']:.0%} {u['interval']}, {u['resamples']} resamples, seed {u['seed']}. "
+        f"Paired comparisons on the same queries: {u['paired_interval']}; p-value: {u['test']}, "
+        f"else of {u['resamples']} random sign patterns (seed {u['seed']}); "
+        f"'indistinguishable' means p >= {u['alpha']}.",
+        f"Ties: {results['definitions']['ranking']}.",
+        f"Cost: {results['definitions']['cost']}.",
+    ]
+    return lines + [f"Note: {n}." for n in d["notes"]]
+
+
+def _md_table(cols: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def markdown(results: dict) -> str:
     d, rec = results["dataset"], results["recommendation"]
-    rows = summary_rows(results)
-    cols = list(dict.fromkeys(k for r in rows for k in r))
     lines = [
         f"# imgsearch evaluation: {d['name']}",
         "",
-        f"{d['images']} images, {d['queries']} queries ({d['format']}, lang {d['lang']}), created {results['created_at']}.",
+        f"{d['images']} images, {d['queries']} queries ({d['format']}, lang {d['lang']}, relevance "
+        f"{d['relevance']}), created {results['created_at']}.",
         "",
         "## Recommendation",
         "",
         *(f"- **{p}**: `{rec[p]['model']}` ({rec[p]['rule']})" for p in ("speed", "balance", "quality")),
+        f"- {rec['statement']}.",
         f"- Pareto front (recall vs p50 latency): {', '.join(f'`{s}`' for s in rec['pareto_front'])}",
         "",
-        "## Results",
+        "## Quality (text→image, with 95% intervals)",
         "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
-        *("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows),
+        *_md_table(*quality_table(results)),
+        "",
+        "## Paired comparisons",
+        "",
+        *(_md_table(*comparison_table(results)) if results.get("comparisons") else ["One model: nothing to compare."]),
+        "",
+        "## Cost",
+        "",
+        *_md_table(*cost_table(results)),
+        "",
+        "## Method",
+        "",
+        *(f"- {line}" for line in _method_lines(results)),
         "",
         "## Definitions",
         "",
         *(f"- {k}: {v}" for k, v in results["definitions"].items()),
-        *(f"- note: {n}" for n in d["notes"]),
         "",
         "Every figure here is in results.json beside this file, with per-query records to recompute it.",
         "",
     ]
     return "\n".join(lines)
+
+
+# --- plots --------------------------------------------------------------------------------
 
 
 def _svg(fig) -> str:
@@ -159,15 +320,26 @@ def _short(spec: str) -> str:
     return spec if len(spec) <= 40 else spec[:18] + "…" + spec[-20:]
 
 
+def _error_bars(model: dict, metrics: list[str]) -> list[list[float]] | None:
+    """matplotlib's yerr (distances below and above) from a model's intervals."""
+    ci = model.get("t2i_ci95")
+    if not ci:
+        return None
+    values = [model["t2i"][name] for name in metrics]
+    return [[v - ci[name][0] for v, name in zip(values, metrics)], [ci[name][1] - v for v, name in zip(values, metrics)]]
+
+
 def plot_recall(results: dict) -> str:
     models, ks = results["models"], results["ks"]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     width = 0.8 / max(len(models), 1)
+    names = [f"recall@{k}" for k in ks]
     for i, m in enumerate(models):
         xs = [j + i * width for j in range(len(ks))]
-        ax.bar(xs, [m["t2i"][f"recall@{k}"] for k in ks], width, label=_short(m["label"]))
+        ax.bar(xs, [m["t2i"][name] for name in names], width, yerr=_error_bars(m, names), capsize=3,
+               label=_short(m["label"]))
     ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(ks))], [f"R@{k}" for k in ks])
-    ax.set_ylabel("text→image recall")
+    ax.set_ylabel("text→image recall (95% CI)")
     ax.set_ylim(0, 1)
     ax.set_title("Recall@k per model")
     ax.legend(fontsize=8)
@@ -179,12 +351,13 @@ def plot_pareto(results: dict) -> str:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for m in models:
         on = m["label"] in front
-        ax.scatter(latency(m), quality(m), s=60, marker="o" if on else "x")
+        ax.errorbar(latency(m), quality(m), yerr=_error_bars(m, [QUALITY_METRIC]), fmt="o" if on else "x",
+                    markersize=7, capsize=3)
         ax.annotate(_short(m["label"]), (latency(m), quality(m)), fontsize=8, xytext=(4, 4), textcoords="offset points")
     line = sorted((latency(m), quality(m)) for m in models if m["label"] in front)
     ax.plot([p[0] for p in line], [p[1] for p in line], "--", label="Pareto front")
     ax.set_xlabel("p50 query latency, ms (encode + search + metadata)")
-    ax.set_ylabel("mean recall@k")
+    ax.set_ylabel("mean recall@k (95% CI)")
     ax.set_title("Recall vs latency")
     ax.legend(fontsize=8)
     return _svg(fig)
@@ -196,25 +369,32 @@ def plot_latency(results: dict) -> str:
     data = [[q["timing_ms"]["total"] for q in m["queries"]] for m in models]
     ax.boxplot(data, showfliers=True)
     ax.set_xticks(range(1, len(models) + 1), [_short(m["label"]) for m in models], fontsize=8, rotation=10)
-    ax.set_ylabel("ms per query (batch size 1)")
+    ax.set_ylabel("ms per query (batch size 1, each encoding)")
     ax.set_title("Query latency distribution")
     return _svg(fig)
 
 
+# --- HTML ---------------------------------------------------------------------------------
+
+
+def _html_table(cols: list[str], rows: list[list[str]]) -> str:
+    esc = html.escape
+    return "<table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in r) + "</tr>" for r in rows
+    ) + "</table>"
+
+
 def html_report(results: dict) -> str:
     d, rec = results["dataset"], results["recommendation"]
-    rows = summary_rows(results)
-    cols = list(dict.fromkeys(k for r in rows for k in r))
     esc = html.escape
-    table = "<table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr>" + "".join(
-        "<tr>" + "".join(f"<td>{esc(str(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows
-    ) + "</table>"
     recs = "".join(
         f"<li><b>{p}</b>: <code>{esc(rec[p]['model'])}</code> — {esc(rec[p]['rule'])}</li>"
         for p in ("speed", "balance", "quality")
-    )
+    ) + f"<li>{esc(rec['statement'].replace('`', ''))}.</li>"
+    comparisons = (_html_table(*comparison_table(results)) if results.get("comparisons")
+                   else "<p>One model: nothing to compare.</p>")
+    method = "".join(f"<li>{esc(line)}</li>" for line in _method_lines(results))
     defs = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in results["definitions"].items())
-    notes = "".join(f"<li>{esc(n)}</li>" for n in d["notes"])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>imgsearch evaluation: {esc(d['name'])}</title>
 <style>
@@ -225,15 +405,19 @@ th:first-child, td:first-child {{ text-align: left; }}
 .plots {{ display: flex; flex-wrap: wrap; gap: 1em; }} .plot svg {{ max-width: 100%; height: auto; }}
 </style></head><body>
 <h1>imgsearch evaluation: {esc(d['name'])}</h1>
-<p>{d['images']} images, {d['queries']} queries ({esc(d['format'])}, lang {esc(d['lang'])}); created {esc(results['created_at'])}.</p>
+<p>{d['images']} images, {d['queries']} queries ({esc(d['format'])}, lang {esc(d['lang'])}, relevance
+{esc(d['relevance'])}); created {esc(results['created_at'])}.</p>
 <h2>Recommendation</h2><ul>{recs}</ul>
 <h2>Plots</h2><div class="plots">
 <div class="plot" id="plot-recall">{plot_recall(results)}</div>
 <div class="plot" id="plot-pareto">{plot_pareto(results)}</div>
 <div class="plot" id="plot-latency">{plot_latency(results)}</div>
 </div>
-<h2>Results</h2>{table}
-<h2>Definitions</h2><ul>{defs}{notes}</ul>
+<h2>Quality (text→image, with 95% intervals)</h2>{_html_table(*quality_table(results))}
+<h2>Paired comparisons</h2>{comparisons}
+<h2>Cost</h2>{_html_table(*cost_table(results))}
+<h2>Method</h2><ul>{method}</ul>
+<h2>Definitions</h2><ul>{defs}</ul>
 <p>Every figure is in <code>results.json</code> beside this file, with per-query records to recompute it.</p>
 </body></html>
 """

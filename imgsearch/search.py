@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import IndexMismatch, UsageError
-from .indexer import check_compatible, default_index_dir
+from .metrics import check_k
+from .config import default_index_dir
+from .model_rows import check_same_weights
 from .models import get_model, resolve
 from .store import DB_NAME, Store, reporting_corruption
 from .vectors import load_synced, sync
@@ -47,7 +49,7 @@ class Searcher:
                 have = ", ".join(m.spec for m in self.store.models()) or "none"
                 raise IndexMismatch(f"no index for {canonical} in {self.index_dir} (indexed models: {have})")
             self.model = get_model(canonical, device=device, precision=precision)
-            check_compatible(row, self.model)
+            check_same_weights(row, self.model)
             self.row = row
             self.vi, _ = load_synced(self.store, row)
         self._query_cache: dict[str, np.ndarray] = {}
@@ -113,9 +115,3 @@ class Searcher:
 
     def close(self) -> None:
         self.store.close()
-
-
-def check_k(k: int) -> int:
-    if not isinstance(k, int) or k < 1:
-        raise UsageError(f"-k must be a positive integer, got {k!r}")
-    return k

@@ -28,7 +28,7 @@ import sqlite_utils
 from .errors import IndexCorrupt
 
 DB_NAME = "imgsearch.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
@@ -89,7 +89,29 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     db["models"].add_column("index_type", str)
 
 
-MIGRATIONS = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    # Judging on the user's own photos: queries, and relevance judgments of pooled results.
+    # No foreign key to images: a judgment outlives its photo (kept out of scores, not lost).
+    db["queries"].create({"id": int, "text": str, "source": str, "created_at": float},
+                         pk="id", not_null={"text"})
+    db["queries"].create_index(["text"], unique=True)
+    db["judgments"].create(
+        {"query_id": int, "image_id": int, "judge": str, "relevant": int, "image_hash": str,
+         "path": str, "judged_at": float},
+        pk=("query_id", "image_id", "judge"),
+        foreign_keys=[("query_id", "queries", "id")],
+        not_null={"relevant", "judge"},
+    )
+    db["judgments"].create_index(["image_id"])
+
+
+def _migration_4(db: sqlite_utils.Database) -> None:
+    # What the weights were when the vectors were made: a checkpoint re-saved at the same path
+    # must not be scored on the old vectors.
+    db["models"].add_column("fingerprint", str)
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
 
 
 @dataclass
@@ -106,6 +128,7 @@ class ModelRow:
     generation: int
     faiss_generation: int
     index_type: str | None = None  # the saved FAISS file's concrete type
+    fingerprint: str | None = None  # of the weights the vectors came from (None: not recorded)
 
 
 def corrupt_database(db_path: str, e: Exception) -> IndexCorrupt:
@@ -250,6 +273,9 @@ class Store:
                 out[row["id"]] = row
         return out
 
+    def image_ids(self, status: str = "ok") -> list[int]:
+        return [r[0] for r in self.db.execute("select id from images where status = ? order by id", [status])]
+
     def image_id(self, path: str) -> int | None:
         row = self.db.execute("select id from images where path = ?", [path_to_db(path)[0]]).fetchone()
         return row[0] if row else None
@@ -294,21 +320,26 @@ class Store:
         return [_model_row(r) for r in self.db.query("select * from models order by id")]
 
     def add_model(self, spec: str, family: str, dim: int, precision: str, preprocess: dict,
-                  versions: dict, factory: str, index_file: str) -> ModelRow:
+                  versions: dict, factory: str, index_file: str, fingerprint: str | None = None) -> ModelRow:
         now = time.time()
         self.db["models"].insert({
             "spec": spec, "family": family, "dim": dim, "precision": precision,
             "preprocess": json.dumps(preprocess, sort_keys=True), "versions": json.dumps(versions, sort_keys=True),
             "factory": factory, "index_file": index_file, "generation": 0, "faiss_generation": -1,
-            "created_at": now, "updated_at": now,
+            "created_at": now, "updated_at": now, "fingerprint": fingerprint,
         })
         return self.model(spec)
+
+    def delete_model_embeddings(self, model_id: int) -> int:
+        """Every vector of one model (its row stays); returns how many were deleted."""
+        return self.db.execute("delete from embeddings where model_id = ?", [model_id]).rowcount
 
     def drop_model(self, model_id: int) -> None:
         self.db.execute("delete from embeddings where model_id = ?", [model_id])
         self.db.execute("delete from models where id = ?", [model_id])
 
     def update_model(self, model_id: int, **fields) -> None:
+        fields = {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for k, v in fields.items()}
         self.db["models"].update(model_id, {**fields, "updated_at": time.time()})
 
     def bump_generation(self, model_id: int) -> int:
@@ -340,9 +371,12 @@ class Store:
             )
         return [r[0] for r in rows]
 
-    def delete_embeddings(self, image_ids: Iterable[int]) -> None:
+    def delete_embeddings(self, image_ids: Iterable[int], model_id: int | None = None) -> None:
+        """Delete the vectors of these images: of every model, or of model_id only."""
+        only = "" if model_id is None else "model_id = ? and "
         for chunk in _chunks(list(image_ids), 500):
-            self.db.execute(f"delete from embeddings where image_id in ({','.join('?' * len(chunk))})", chunk)
+            params = chunk if model_id is None else [model_id, *chunk]
+            self.db.execute(f"delete from embeddings where {only}image_id in ({','.join('?' * len(chunk))})", params)
 
     def embedding(self, model_id: int, image_id: int) -> np.ndarray | None:
         row = self.db.execute("select vector from embeddings where model_id = ? and image_id = ?",
@@ -370,11 +404,12 @@ class Store:
         return np.asarray(ids, dtype=np.int64), vectors
 
     def iter_embeddings(self, model_id: int, dim: int, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) batches in id order; rows of the wrong length (damaged) are left out."""
         last = -1
         while True:
             rows = self.db.execute(
                 "select image_id, vector from embeddings where model_id = ? and image_id > ? "
-                "order by image_id limit ?", [model_id, last, batch]
+                "and length(vector) = ? order by image_id limit ?", [model_id, last, dim * 4, batch]
             ).fetchall()
             if not rows:
                 return
@@ -383,12 +418,87 @@ class Store:
                    np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim))
 
 
+    # -- judging (imgsearch judge) ---------------------------------------------------------
+    def add_query(self, text: str, source: str) -> tuple[int, bool]:
+        """(id, added): an existing query keeps its id and source."""
+        row = self.db.execute("select id from queries where text = ?", [text]).fetchone()
+        if row:
+            return row[0], False
+        return self.db["queries"].insert({"text": text, "source": source, "created_at": time.time()}).last_pk, True
+
+    def queries(self) -> list[dict]:
+        return list(self.db.query("select id, text, source, created_at from queries order by id"))
+
+    def query_id(self, text: str) -> int | None:
+        row = self.db.execute("select id from queries where text = ?", [text]).fetchone()
+        return row[0] if row else None
+
+    def put_judgment(self, query_id: int, image_id: int, judge: str, relevant: bool, image_hash: str | None,
+                     path: str) -> None:
+        self.db["judgments"].upsert(
+            {"query_id": query_id, "image_id": image_id, "judge": judge, "relevant": int(relevant),
+             "image_hash": image_hash, "path": path, "judged_at": time.time()},
+            pk=("query_id", "image_id", "judge"))
+
+    def delete_judgment(self, query_id: int, image_id: int, judge: str) -> bool:
+        cursor = self.db.execute("delete from judgments where query_id = ? and image_id = ? and judge = ?",
+                                 [query_id, image_id, judge])
+        return cursor.rowcount > 0
+
+    def judgments(self) -> list[dict]:
+        """Every judgment with its image as it is now: status and hash None when the photo is gone."""
+        rows = self.db.query(
+            "select j.query_id, j.image_id, j.judge, j.relevant, j.image_hash, j.path as judged_path, "
+            "j.judged_at, i.status, i.hash as current_hash, i.path, i.path_raw "
+            "from judgments j left join images i on i.id = j.image_id order by j.query_id, j.judged_at")
+        out = []
+        for row in rows:
+            raw = row.pop("path_raw")
+            row["path"] = None if row["path"] is None else path_from_db(row["path"], raw)
+            out.append(row)
+        return out
+
+    # -- integrity (imgsearch check) -------------------------------------------------------
+    def quick_check(self) -> list[str]:
+        """SQLite's own page check: ["ok"] when the file is sound."""
+        return [r[0] for r in self.db.execute("PRAGMA quick_check").fetchall()]
+
+    def orphan_embedding_ids(self, model_id: int) -> list[int]:
+        """Vectors whose image is gone or skipped."""
+        return [r[0] for r in self.db.execute(
+            "select e.image_id from embeddings e left join images i on i.id = e.image_id "
+            "where e.model_id = ? and (i.id is null or i.status = 'skipped')", [model_id])]
+
+    def count_images_without_vector(self, model_id: int) -> int:
+        return self.db.execute(
+            "select count(*) from images where status = 'ok' and id not in "
+            "(select image_id from embeddings where model_id = ?)", [model_id]).fetchone()[0]
+
+    def wrong_length_embedding_ids(self, model_id: int, dim: int) -> list[int]:
+        return [r[0] for r in self.db.execute(
+            "select image_id from embeddings where model_id = ? and length(vector) != ?", [model_id, dim * 4])]
+
+    # -- bulk loads (the query bench) ----------------------------------------------------
+    def add_images(self, rows: Iterable[dict], batch_size: int = 10_000) -> None:
+        """Insert many image rows in batches, each with "path" as the OS sees it; ids follow
+        insertion order (image_ids lists them)."""
+        now = time.time()
+
+        def prepared() -> Iterator[dict]:
+            for row in rows:
+                text, raw = path_to_db(row["path"])
+                yield {**row, "path": text, "path_raw": raw, "updated_at": now}
+
+        self.db["images"].insert_all(prepared(), batch_size=batch_size)
+
+
 def _model_row(row: dict) -> ModelRow:
     return ModelRow(
         id=row["id"], spec=row["spec"], family=row["family"], dim=row["dim"], precision=row["precision"],
         preprocess=json.loads(row["preprocess"] or "{}"), versions=json.loads(row["versions"] or "{}"),
         factory=row["factory"], index_file=row["index_file"], generation=row["generation"],
         faiss_generation=row["faiss_generation"], index_type=row.get("index_type"),
+        fingerprint=row.get("fingerprint"),
     )
 
 

@@ -6,7 +6,10 @@ import os
 # Set before anything imports huggingface_hub, which reads these at import time.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("IMGSEARCH_CACHE_DIR", os.path.join(os.path.dirname(__file__), ".cache"))
+# Derived files (class-prompt vectors) are worth keeping between runs, but outside the checkout
+# and apart from the user's own imgsearch cache.
+os.environ.setdefault("IMGSEARCH_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "imgsearch-tests"))
 
 import json  # noqa: E402
 

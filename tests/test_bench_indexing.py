@@ -1,22 +1,22 @@
-"""The indexing benchmark: its corpus, its models and the shape of what it reports."""
+"""The indexing benchmark: its corpus, its models, its rounds and the shape of what it reports."""
 
 import json
 import os
+import statistics
 
 import pytest
 
-
-from imgsearch.bench.indexing import (
-    build_corpus,
-    fast_precisions,
-    run_indexing_bench,
-    save_probe_openclip,
-)
+from imgsearch.bench.corpus import build_corpus
+from imgsearch.bench.indexing import NAIVE_LABEL, fast_precisions, run_indexing_bench
+from imgsearch.bench.random_models import save_probe_openclip
+from imgsearch.bench.rounds import figure_summary, rotated, summarise
 from imgsearch.bench.summary import indexing_lines
 from imgsearch.decode import read_and_decode
 from imgsearch.errors import UsageError
 from imgsearch.files import content_hash
 from imgsearch.models import get_model
+
+ROUNDS = 3
 
 
 def test_corpus_mixes_camera_jpegs_with_exif_and_small_pngs(tmp_path):
@@ -47,53 +47,132 @@ def test_probe_model_loads_through_the_local_dir_spec(tmp_path):
 
 
 def test_a_precision_much_slower_than_fp32_is_left_out_of_the_pipeline():
-    forward = {"fp32": {"images_per_s": 20.0}, "bf16": {"images_per_s": 2.0}, "fp16": {"images_per_s": 15.0}}
-    assert fast_precisions(forward) == ["fp32", "fp16"]
-    assert fast_precisions({"bf16": {"images_per_s": 2.0}}) == ["bf16"]  # nothing to compare with
+    assert fast_precisions({"fp32": 20.0, "bf16": 2.0, "fp16": 15.0}) == ["fp32", "fp16"]
+    assert fast_precisions({"bf16": 2.0}) == ["bf16"]  # nothing to compare with
 
 
-def test_bench_measures_all_three_on_the_same_files(tiny_openclip, tmp_path):
+def test_rounds_rotate_so_no_arm_always_runs_first():
+    arms = ["naive", "forward fp32", "pipeline fp32"]
+    orders = [rotated(arms, r) for r in range(3)]
+    assert [order[0] for order in orders] == arms
+    assert all(sorted(order) == sorted(arms) for order in orders)
+
+
+def test_a_figure_over_rounds_is_its_median_and_range():
+    assert figure_summary([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "spread": 1.0, "n": 3}
+    assert figure_summary([4.0, 2.0, 6.0, 8.0])["median"] == 5.0
+    rounds = [{"speed": 1.0, "ok": True, "label": "a"}, {"speed": 3.0, "ok": False, "label": "a"},
+              {"speed": 2.0, "ok": True, "label": "a"}]
+    assert summarise(rounds) == {"speed": figure_summary([1.0, 3.0, 2.0])}  # flags and labels are no figures
+
+
+@pytest.fixture(scope="module")
+def bench(tiny_openclip, tmp_path_factory):
+    lines = []
     result = run_indexing_bench(
-        tiny_openclip, n_images=8, precisions=("fp32", "bf16"), batch_size=4, workers=2,
-        pipeline_precisions=("fp32",), rss_images=(4,), cache_dir=str(tmp_path),
+        tiny_openclip, n_images=8, precisions=("fp32", "bf16"), batch_size=4, workers=2, progress=lines.append,
+        rounds=ROUNDS, pipeline_precisions=("fp32",), rss_images=(4,), cache_dir=str(tmp_path_factory.mktemp("bench")),
     )
+    return result, lines
+
+
+def test_every_arm_runs_once_per_round_in_a_rotating_order(bench):
+    result, lines = bench
     assert json.loads(json.dumps(result)) == result
+    assert result["config"]["rounds"] == ROUNDS and len(result["rounds"]) == ROUNDS
+    arms = ["naive", "forward fp32", "forward bf16", "pipeline fp32"]
+    assert [r["order"] for r in result["rounds"]] == [rotated(arms, i) for i in range(ROUNDS)]
+    for r in result["rounds"]:
+        assert set(r["forward"]) == {"fp32", "bf16"} and set(r["pipeline"]) == {"fp32"}
+        assert r["pipeline"]["fp32"]["embedded"] == 8 and r["pipeline"]["fp32"]["skipped"] == 0
+        assert r["forward"]["fp32"]["batches"] == 3  # FORWARD_BATCHES of 4 tensors each
+    progress = [line for line in lines if line.startswith("round ")]
+    assert progress[:4] == [f"round 1/{ROUNDS}: {arm}" for arm in arms]
+    assert progress[4] == f"round 2/{ROUNDS}: forward fp32"
+
+
+def test_medians_and_spreads_are_those_of_the_rounds(bench):
+    result, _ = bench
+    rounds = result["rounds"]
+
+    def check(summary, values):
+        assert summary == figure_summary(values)
+        assert summary["median"] == statistics.median(values) and summary["n"] == ROUNDS
+
+    check(result["naive"]["images_per_s"], [r["naive"]["images_per_s"] for r in rounds])
+    check(result["naive"]["seconds"], [r["naive"]["seconds"] for r in rounds])
+    for precision in ("fp32", "bf16"):
+        check(result["forward"][precision]["images_per_s"], [r["forward"][precision]["images_per_s"] for r in rounds])
+    pipeline = result["pipeline"]["fp32"]
+    for figure in ("images_per_s", "seconds", "peak_rss_bytes", "peak_growth_bytes", "index_bytes_per_image"):
+        check(pipeline[figure], [r["pipeline"]["fp32"][figure] for r in rounds])
+    for r in rounds:  # a rate is images over the seconds of that round
+        assert r["naive"]["images_per_s"] == 8 / r["naive"]["seconds"]
+        assert r["pipeline"]["fp32"]["images_per_s"] == 8 / r["pipeline"]["fp32"]["seconds"]
+
+
+def test_ratios_are_taken_within_each_round_then_summarised(bench):
+    result, _ = bench
+    rounds = result["rounds"]
+    for r in rounds:
+        naive, forward, pipeline = r["naive"], r["forward"], r["pipeline"]["fp32"]
+        assert r["ratios"]["fp32"] == {
+            "forward_over_naive": forward["fp32"]["images_per_s"] / naive["images_per_s"],
+            "pipeline_over_naive": pipeline["images_per_s"] / naive["images_per_s"],
+            "pipeline_over_forward": pipeline["images_per_s"] / forward["fp32"]["images_per_s"],
+        }
+        assert r["ratios"]["bf16"] == {"forward_over_naive": forward["bf16"]["images_per_s"] / naive["images_per_s"]}
+    for precision, ratios in result["ratios"].items():
+        for name, summary in ratios.items():
+            assert summary == figure_summary([r["ratios"][precision][name] for r in rounds])
+    assert set(result["ratios"]["fp32"]) == {"forward_over_naive", "pipeline_over_naive", "pipeline_over_forward"}
+
+
+def test_every_arm_says_what_it_is_and_the_cosines_compare_the_same_images(bench):
+    result, _ = bench
     assert result["corpus"]["n_images"] == 8 and result["corpus"]["camera_jpegs"] == 2
-    assert result["model"]["spec"] == tiny_openclip and result["model"]["dim"] == 32
-    assert result["naive"]["images_per_s"] > 0
-    assert result["naive"]["cosine_between_images"]["n"] == 7  # each image with the next
+    assert result["model"]["dim"] == 32
+    naive = result["naive"]
+    assert naive["label"] == NAIVE_LABEL and "not rclip" in naive["label"] and naive["batch_size"] == 1
+    assert naive["cosine_between_images"]["n"] == 7  # each image with the next
     for precision in ("fp32", "bf16"):
         forward = result["forward"][precision]
-        assert forward["images_per_s"] > 0 and forward["batch_size"] == 4 and forward["batches"] >= 1
-        assert forward["cosine_to_fp32"]["n"] == 4 * forward["batches"]
+        assert forward["batch_size"] == 4 and f"{precision}, batch 4" in forward["label"]
+        assert forward["cosine_to_fp32"]["n"] == 4 * result["rounds"][0]["forward"][precision]["batches"]
     assert result["forward"]["fp32"]["cosine_to_fp32"]["min"] == pytest.approx(1.0)
-    assert 0.99 < result["forward"]["bf16"]["cosine_to_fp32"]["mean"] <= 1.000001
-
+    assert 0.99 < result["forward"]["bf16"]["cosine_to_fp32"]["mean"] < 0.99999  # bf16 rounds: close, not equal
     pipeline = result["pipeline"]["fp32"]
-    assert pipeline["embedded"] == 8 and pipeline["skipped"] == 0
-    assert pipeline["images_per_s"] > 0
-    assert pipeline["peak_rss_bytes"] >= pipeline["rss_before_index_bytes"] > 0
-    assert pipeline["index_bytes_per_image"] > 32 * 4  # at least the float32 vector itself
+    assert "index_folder, fp32, batch 4" in pipeline["label"]
+    assert pipeline["peak_reset"] is True  # so the peak is the indexer's own, not the model load's
+    assert pipeline["index_bytes_per_image"]["min"] > 32 * 4  # at least the float32 vector itself
     assert pipeline["cosine_to_pipeline_fp32"]["min"] == pytest.approx(1.0)
-    naive = pipeline["cosine_to_naive"]  # the pipeline decodes big JPEGs at reduced size
-    assert naive["n"] == 8 and 0.9 < naive["min"] <= naive["mean"] <= 1.000001
+    cosine = pipeline["cosine_to_naive"]  # the pipeline decodes big JPEGs at reduced size
+    assert cosine["n"] == 8 and 0.9 < cosine["min"] <= cosine["mean"] <= 1.000001
     assert result["pipeline"]["bf16"] == {"not_run": "not in pipeline_precisions"}
-    assert set(result["ratios"]) == {"fp32"}
-    assert set(result["ratios"]["fp32"]) == {"pipeline_over_naive", "pipeline_over_forward"}
 
+
+def test_peak_rss_and_machine_facts_stand_beside_the_figures(bench):
+    result, _ = bench
     [rss] = result["peak_rss"]
     assert rss["n_images"] == rss["embedded"] == 4
     assert rss["peak_rss_bytes"] >= rss["rss_before_index_bytes"] > 100 * 2**20  # torch alone is more
     assert rss["peak_growth_bytes"] == rss["peak_rss_bytes"] - rss["rss_before_index_bytes"]
     machine = result["machine"]
-    assert machine["cpu_count"] >= 1 and machine["torch_threads"] >= 1 and machine["cpu_capability"]
+    with open("/proc/cpuinfo") as f:
+        flags = set(next(line for line in f if line.startswith("flags")).split(":")[1].split())
+    assert {"amx_bf16", "avx512_bf16"} & flags == {"amx_bf16", "avx512_bf16"} & set(machine["cpu_flags"])
+    assert machine["bf16_native"] == bool({"amx_bf16", "avx512_bf16"} & flags)
+    assert len(machine["load_average_start"]) == len(machine["load_average_end"]) == 3
+    assert all(len(r["load_average"]) == 3 for r in result["rounds"])
 
     text = "\n".join(indexing_lines(result))  # what `imgsearch bench indexing` prints
-    assert "(a) naive loop" in text and "(c) pipeline bf16: not run (not in pipeline_precisions)" in text
+    assert text.startswith("machine: ") and f"median (min-max) of {ROUNDS} interleaved rounds" in text
+    assert "(a) naive loop: one image at a time" in text
+    assert "(c) pipeline bf16: not run (not in pipeline_precisions)" in text
     assert "peak RSS indexing 4 images" in text
 
 
-@pytest.mark.parametrize("kwargs", [{"n_images": 0}, {"batch_size": 0}, {"precisions": ("int4",)},
+@pytest.mark.parametrize("kwargs", [{"n_images": 0}, {"batch_size": 0}, {"precisions": ("int4",)}, {"rounds": 2},
                                     {"precisions": ("fp32",), "pipeline_precisions": ("bf16",)}])
 def test_bad_arguments_fail_before_any_work(kwargs, tmp_path):
     with pytest.raises(UsageError):

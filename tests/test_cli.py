@@ -1,12 +1,15 @@
 """The command line: output per format, exit codes, one-line errors."""
 
+import csv
+import io
 import json
 import os
 import sys
 
 import pytest
 
-from imgsearch.cli import cli, main
+from imgsearch.cli import main
+from imgsearch.samples import write_samples
 
 
 def run(capsys, monkeypatch, *args):
@@ -21,13 +24,13 @@ def run(capsys, monkeypatch, *args):
     return code, out, err
 
 
-def test_every_command_has_help(capsys, monkeypatch):
-    for name, command in cli.commands.items():
-        code, out, _ = run(capsys, monkeypatch, name, "--help")
-        assert code == 0 and out.startswith("Usage: imgsearch " + name), name
-        for sub in getattr(command, "commands", {}):
-            code, out, _ = run(capsys, monkeypatch, name, sub, "--help")
-            assert code == 0 and out.startswith(f"Usage: imgsearch {name} {sub}"), sub
+def read_csv(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def as_csv_cells(rows):
+    """JSON rows as their CSV reads back: every cell a string, null an empty one."""
+    return [{k: "" if v is None else str(v) for k, v in row.items()} for row in rows]
 
 
 def test_models_json_lists_presets_and_offline_models(capsys, monkeypatch):
@@ -44,6 +47,27 @@ def test_models_json_lists_presets_and_offline_models(capsys, monkeypatch):
 def test_models_text_says_offline_models_are_weak_baselines(capsys, monkeypatch):
     code, out, _ = run(capsys, monkeypatch, "models")
     assert code == 0 and "weak offline baselines" in out and "not CLIP" in out
+
+
+def test_models_rows_are_the_same_in_every_format(capsys, monkeypatch):
+    _, out, _ = run(capsys, monkeypatch, "models", "--json")
+    rows = json.loads(out)
+    code, out, _ = run(capsys, monkeypatch, "models", "--nl")
+    assert code == 0 and [json.loads(line) for line in out.splitlines()] == rows
+    code, out, _ = run(capsys, monkeypatch, "models", "--csv")
+    assert code == 0 and read_csv(out) == as_csv_cells(rows)
+    assert out.splitlines()[0].split(",") == list(rows[0])
+    code, out, _ = run(capsys, monkeypatch, "models")
+    table = out.splitlines()[1:len(rows) + 1]
+    assert code == 0
+    assert [line.split()[:3] for line in table] == [[r["preset"], r["spec"], str(r["dim"] or "?")] for r in rows]
+
+
+def test_one_output_format_at_a_time_and_csv_only_where_there_are_rows(capsys, monkeypatch, tmp_path):
+    code, out, err = run(capsys, monkeypatch, "models", "--json", "--nl")
+    assert code == 2 and out == "" and err == "Error: choose one output format, not --json and --nl\n"
+    code, out, err = run(capsys, monkeypatch, "index", str(tmp_path), "--model", "offline", "--csv")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "No such option" in err and "--csv" in err
 
 
 def test_index_then_search_json(capsys, monkeypatch, photos, index_dir, tiny_openclip):
@@ -65,6 +89,43 @@ def test_index_then_search_json(capsys, monkeypatch, photos, index_dir, tiny_ope
                        "--index-dir", index_dir)
     lines = out.strip().splitlines()
     assert code == 0 and len(lines) == 6 and photos["cat.png"] not in out
+
+
+def test_search_ranking_is_the_same_in_every_format(capsys, monkeypatch, photos, index_dir, tiny_openclip):
+    run(capsys, monkeypatch, "index", os.path.dirname(photos["cat.png"]), "-m", tiny_openclip, "--index-dir", index_dir)
+    query = ["search", "a cat", "-m", tiny_openclip, "-k", "4", "--index-dir", index_dir]
+    _, out, _ = run(capsys, monkeypatch, *query, "--json")
+    results = json.loads(out)["results"]
+    assert [r["rank"] for r in results] == [1, 2, 3, 4]
+    code, out, _ = run(capsys, monkeypatch, *query, "--nl")
+    assert code == 0 and [json.loads(line) for line in out.splitlines()] == results
+    code, out, _ = run(capsys, monkeypatch, *query, "--csv")
+    assert code == 0 and read_csv(out) == as_csv_cells(results)
+    code, out, _ = run(capsys, monkeypatch, *query)
+    shown = [line.split(None, 2) for line in out.splitlines()]
+    assert code == 0
+    assert shown == [[str(r["rank"]), f"{r['score']:.4f}", r["path"]] for r in results]
+
+
+def test_eval_summary_rows_as_csv_match_the_json(capsys, monkeypatch, tmp_path, tiny_openclip):
+    paths = write_samples(str(tmp_path / "photos"), ["cat.png", "coffee.png", "rocket.png"],
+                          captions_file="captions.jsonl")
+    dataset = os.path.join(os.path.dirname(paths["cat.png"]), "captions.jsonl")
+    args = ["eval", "--dataset", dataset, "-m", tiny_openclip, "-k", "1", "-k", "2",
+            "--index-dir", str(tmp_path / "indexes")]
+    code, out, _ = run(capsys, monkeypatch, *args, "--out", str(tmp_path / "a"), "--json")
+    summary = json.loads(out)
+    assert code == 0 and [r["model"] for r in summary["models"]] == [tiny_openclip]
+    code, out, _ = run(capsys, monkeypatch, *args, "--out", str(tmp_path / "b"), "--csv")
+    rows = read_csv(out)
+    assert code == 0 and len(rows) == 1 and list(rows[0]) == list(summary["models"][0])
+    # a second run re-uses the index: the same recall, other timings
+    for key in ("model", "dim", "t2i_recall@1", "t2i_recall@2"):
+        assert rows[0][key] == as_csv_cells(summary["models"])[0][key]
+    code, out, _ = run(capsys, monkeypatch, *args, "--out", str(tmp_path / "c"))
+    recall = summary["models"][0]["t2i_recall@1"]
+    assert code == 0 and out.splitlines()[0].startswith(f"{tiny_openclip}: recall@1 {recall:.3f}  recall@2 ")
+    assert out.splitlines()[-1] == f"report: {tmp_path / 'c' / 'report.html'}"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-import imgsearch.indexer
+import imgsearch.embed
 from imgsearch.check import check_index
 from imgsearch.cli import main
 from imgsearch.errors import IndexCorrupt, IndexLocked
@@ -111,9 +111,9 @@ def exit_code(pid) -> int:
 
 def small_steps(pause=0.0, marker=None, stall=False) -> None:
     """In a child: chunks of 4, FAISS saved after each; pause before each commit, note each one."""
-    imgsearch.indexer.CHUNK = 4
-    imgsearch.indexer.SAVE_EVERY_S = 0.0
-    commit = imgsearch.indexer._embed_and_commit
+    imgsearch.embed.CHUNK = 4
+    imgsearch.embed.SAVE_EVERY_S = 0.0
+    commit = imgsearch.embed._embed_and_commit
 
     def paced_commit(*args):
         if marker and stall:
@@ -125,7 +125,7 @@ def small_steps(pause=0.0, marker=None, stall=False) -> None:
             with open(marker, "a") as f:
                 f.write("committed\n")
 
-    imgsearch.indexer._embed_and_commit = paced_commit
+    imgsearch.embed._embed_and_commit = paced_commit
 
 
 def wait_for(condition, timeout=60.0) -> None:

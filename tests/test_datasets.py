@@ -60,9 +60,11 @@ def test_captions_jsonl_gives_one_query_per_caption(tmp_path):
         "A red flower.", "A sunny day.",
     ]
     assert evalset.queries[0] == Query("A dog running on the beach.", [beach])
-    # The same caption on two images makes both relevant, wherever it is asked.
-    assert evalset.queries[4].relevant == [beach, flower]
-    assert evalset.queries[8].relevant == [beach, flower]
+    # CLIP_benchmark's rule by default: a caption is relevant to its own image only, even
+    # when another image carries the same text.
+    assert evalset.relevance == "own-image"
+    assert evalset.queries[4] == Query("A sunny day.", [beach])
+    assert evalset.queries[8] == Query("A sunny day.", [flower])
     assert evalset.captions_per_image[cat] == ["A black cat.", "A cat on a sofa."]
     assert empty_room not in evalset.captions_per_image
     assert evalset.notes == ["kept 1 images without captions as distractors"]
@@ -71,9 +73,34 @@ def test_captions_jsonl_gives_one_query_per_caption(tmp_path):
 def test_captions_jsonl_relevance_as_indices_both_ways(tmp_path):
     root = fixture_copy("captions", tmp_path, "beach.png", "cat.png", "garden/flower.png", "empty_room.png")
     evalset = load_dataset(str(root / "captions.jsonl"))
+    assert evalset.relevant_indices() == [{0}, {0}, {0}, {0}, {0}, {1}, {1}, {2}, {2}]
+    # Image -> text: each captioned image and its own captions; the distractor has none.
+    assert evalset.image_to_text_relevant() == {0: {0, 1, 2, 3, 4}, 1: {5, 6}, 2: {7, 8}}
+
+
+def test_shared_caption_relevance_makes_every_image_with_the_text_relevant(tmp_path):
+    root = fixture_copy("captions", tmp_path, "beach.png", "cat.png", "garden/flower.png", "empty_room.png")
+    evalset = load_dataset(str(root / "captions.jsonl"), relevance="shared-caption")
+    beach, flower = str(root / "beach.png"), str(root / "garden" / "flower.png")
+    assert evalset.relevance == "shared-caption"
+    # "A sunny day." is a caption of the beach (query 4) and of the flower (query 8).
+    assert evalset.queries[4] == Query("A sunny day.", [beach, flower])
+    assert evalset.queries[8] == Query("A sunny day.", [beach, flower])
     assert evalset.relevant_indices() == [{0}, {0}, {0}, {0}, {0, 2}, {1}, {1}, {2}, {0, 2}]
-    # Image -> text: each captioned image and the queries that name it; the distractor has none.
     assert evalset.image_to_text_relevant() == {0: {0, 1, 2, 3, 4, 8}, 1: {5, 6}, 2: {4, 7, 8}}
+    # Nothing else changes: same images, same query texts in the same order.
+    own = load_dataset(str(root / "captions.jsonl"))
+    assert (evalset.images, texts(evalset)) == (own.images, texts(own))
+
+
+def test_relevance_rule_is_checked_and_only_applies_to_captions(tmp_path):
+    root = fixture_copy("captions", tmp_path, "beach.png", "cat.png", "garden/flower.png", "empty_room.png")
+    with pytest.raises(UsageError, match=r"unknown relevance rule 'any' \(expected own-image or shared-caption\)$"):
+        load_dataset(str(root / "captions.jsonl"), relevance="any")
+    qrels = fixture_copy("qrels", tmp_path, "dog.png", "cat.png", "cars/red.png")
+    assert load_dataset(str(qrels / "qrels.jsonl")).relevance == "listed"
+    with pytest.raises(UsageError, match="--relevance applies to captioned datasets; qrels-jsonl lists"):
+        load_dataset(str(qrels / "qrels.jsonl"), relevance="own-image")
 
 
 def test_captions_jsonl_image_missing_on_disk_names_file_and_line(tmp_path):
@@ -199,11 +226,68 @@ def test_coco_annotation_for_an_unknown_image_is_refused(tmp_path):
         load_dataset(str(path))
 
 
-def test_coco_image_missing_on_disk_names_its_entry(tmp_path):
+def test_coco_image_missing_on_disk_names_its_entry_where_it_looked_and_the_option(tmp_path):
     data = {"images": [{"id": 1, "file_name": "gone.png"}], "annotations": [{"image_id": 1, "caption": "x"}]}
     path = write(tmp_path / "c.json", json.dumps(data))
-    with pytest.raises(UsageError, match=r"c\.json: images\[0\]: image not found: .*gone\.png$"):
+    with pytest.raises(UsageError) as raised:
         load_dataset(str(path))
+    assert str(raised.value) == (f"{path}: images[0]: image not found: gone.png (looked in {tmp_path}, "
+                                 f"{tmp_path / 'images'}; name the images folder with --images DIR)")
+
+
+def test_a_later_missing_image_names_its_full_path(tmp_path):
+    draw_pngs(tmp_path, "a.png")
+    data = {"images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "gone.png"}], "annotations": []}
+    path = write(tmp_path / "c.json", json.dumps(data))
+    with pytest.raises(UsageError, match=r"c\.json: images\[1\]: image not found: .*/gone\.png$"):
+        load_dataset(str(path))
+
+
+COCO_VAL = {
+    "images": [{"id": 42, "file_name": "COCO_val2014_000000000042.png"},
+               {"id": 73, "file_name": "COCO_val2014_000000000073.png"}],
+    "annotations": [{"image_id": 42, "caption": "A dog on a couch."}, {"image_id": 73, "caption": "A motorcycle."}],
+}
+
+
+def test_coco_standard_layout_annotations_beside_the_image_folder(tmp_path):
+    """coco/annotations/captions_val2014.json and coco/val2014/*.jpg, as COCO ships them."""
+    path = write(tmp_path / "coco" / "annotations" / "captions_val2014.json", json.dumps(COCO_VAL))
+    draw_pngs(tmp_path / "coco" / "val2014", "COCO_val2014_000000000042.png", "COCO_val2014_000000000073.png")
+    draw_pngs(tmp_path / "coco" / "train2014", "COCO_val2014_000000000042.png")  # a decoy: wrong split
+    evalset = load_dataset(str(path))
+    assert evalset.root == str(tmp_path / "coco" / "val2014")
+    assert evalset.images == [str(tmp_path / "coco" / "val2014" / f"COCO_val2014_0000000000{n}.png") for n in (42, 73)]
+    assert texts(evalset) == ["A dog on a couch.", "A motorcycle."]
+
+
+def test_karpathy_flickr30k_standard_layout_beside_its_image_folder(tmp_path):
+    """flickr30k/dataset_flickr30k.json beside flickr30k/flickr30k-images/, Karpathy's split files."""
+    root = fixture_copy("karpathy", tmp_path, *(f"flickr30k-images/{p}" for p in KARPATHY_IMAGES))
+    path = root / "dataset_flickr30k.json"
+    (root / "dataset_tiny.json").rename(path)
+    evalset = load_dataset(str(path))
+    assert evalset.root == str(root / "flickr30k-images")
+    assert evalset.images[1] == str(root / "flickr30k-images" / "1000092795.png")
+
+
+def test_karpathy_coco_filepaths_resolve_in_a_parent_of_annotations(tmp_path):
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    shutil.copy(FIXTURES / "karpathy" / "dataset_tiny.json", root / "annotations" / "dataset_coco.json")
+    draw_pngs(root, *KARPATHY_IMAGES)
+    evalset = load_dataset(str(root / "annotations" / "dataset_coco.json"))
+    assert evalset.images[0] == str(root / KARPATHY_IMAGES[0])
+
+
+def test_images_folder_option_overrides_every_candidate(tmp_path):
+    path = write(tmp_path / "annotations" / "captions_val2014.json", json.dumps(COCO_VAL))
+    draw_pngs(tmp_path / "val2014", "COCO_val2014_000000000042.png", "COCO_val2014_000000000073.png")
+    draw_pngs(tmp_path / "elsewhere", "COCO_val2014_000000000042.png", "COCO_val2014_000000000073.png")
+    evalset = load_dataset(str(path), root=str(tmp_path / "elsewhere"))
+    assert evalset.root == str(tmp_path / "elsewhere")
+    with pytest.raises(UsageError, match=r"^images folder not found: .*/nowhere$"):
+        load_dataset(str(path), root=str(tmp_path / "nowhere"))
 
 
 def test_coco_repeated_image_id_names_both_entries(tmp_path):
@@ -333,9 +417,11 @@ def test_tuxpaint_fixture_in_english(tmp_path):
     assert evalset.images == [marmot, flower1, flower2]
     assert evalset.queries == [
         Query("A marmot.", [marmot]),
-        Query("A flower.", [flower1, flower2]),
-        Query("A flower.", [flower1, flower2]),
+        Query("A flower.", [flower1]),
+        Query("A flower.", [flower2]),
     ]
+    shared = load_dataset(str(root), relevance="shared-caption")
+    assert [q.relevant for q in shared.queries] == [[marmot], [flower1, flower2], [flower1, flower2]]
     assert evalset.notes == [
         "kept 3 stamps with a caption in 'en'",
         "left out 1 SVG-only stamps (no SVG renderer)",

@@ -20,7 +20,8 @@ import skimage.data
 import torch
 from PIL import Image
 
-import imgsearch.indexer
+import imgsearch.changes
+import imgsearch.embed
 from imgsearch.cli import main
 from imgsearch.decode import MAX_ASPECT, decode_bytes
 from imgsearch.indexer import index_folder
@@ -328,14 +329,14 @@ def test_odd_modes_decode_to_the_picture_not_to_a_blank(tmp_path):
 
 def test_a_file_that_vanishes_while_being_indexed_is_skipped_then_swept(folder, index_dir, tiny_openclip, monkeypatch):
     vanishing = write(os.path.join(folder, "vanishing.png"), encoded(photo((50, 50)), "PNG"))
-    prepare = imgsearch.indexer._prepare
+    prepare = imgsearch.embed._prepare
 
     def delete_then_prepare(path, models):
         if path == vanishing and os.path.exists(path):
             os.remove(path)  # after the folder scan and hashing, before the decode
         return prepare(path, models)
 
-    monkeypatch.setattr(imgsearch.indexer, "_prepare", delete_then_prepare)
+    monkeypatch.setattr(imgsearch.embed, "_prepare", delete_then_prepare)
     report = index_folder(folder, [tiny_openclip], index_dir)
     assert report.skipped == [{"path": vanishing, "reason": "cannot read: No such file or directory"}]
     assert rows_by_path(index_dir)[os.path.join(folder, "good.png")]["status"] == "ok"
@@ -349,7 +350,7 @@ def test_a_file_that_changes_while_being_indexed_ends_with_its_new_vector(folder
                                                                           monkeypatch, when):
     changing = write(os.path.join(folder, "changing.png"), encoded(photo((50, 50)), "PNG"))
     new_picture = Image.fromarray(skimage.data.rocket()).resize((60, 40))  # other bytes, other size
-    prepare = imgsearch.indexer._prepare
+    prepare = imgsearch.embed._prepare
 
     def change_around_prepare(path, models):
         if path != changing:
@@ -362,7 +363,7 @@ def test_a_file_that_changes_while_being_indexed_ends_with_its_new_vector(folder
         return result
 
     with monkeypatch.context() as patch:
-        patch.setattr(imgsearch.indexer, "_prepare", change_around_prepare)
+        patch.setattr(imgsearch.embed, "_prepare", change_around_prepare)
         index_folder(folder, [tiny_openclip], index_dir)
     again = index_folder(folder, [tiny_openclip], index_dir)  # the folder as it is now
     assert again.embedded == {tiny_openclip: 1 if when == "after decoding" else 0}
@@ -470,7 +471,7 @@ def test_interrupted_hashing_does_not_wait_for_the_rest_of_the_folder(folder, in
     for n in range(40):
         write(os.path.join(folder, f"new-{n:02d}.png"), encoded(photo((20 + n, 20)), "PNG"))
     hashed = []
-    hash_file = imgsearch.indexer._hash_file
+    hash_file = imgsearch.changes._hash_file
 
     def hash_then_interrupt(entry):
         hashed.append(entry.path)
@@ -479,7 +480,7 @@ def test_interrupted_hashing_does_not_wait_for_the_rest_of_the_folder(folder, in
         time.sleep(0.02)  # a big photo on a slow disk: the main thread gets its turn
         return hash_file(entry)
 
-    monkeypatch.setattr(imgsearch.indexer, "_hash_file", hash_then_interrupt)
+    monkeypatch.setattr(imgsearch.changes, "_hash_file", hash_then_interrupt)
     report = index_folder(folder, [tiny_openclip], index_dir, workers=1)
     assert report.interrupted
     assert len(hashed) < 41

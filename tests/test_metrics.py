@@ -13,6 +13,7 @@ from imgsearch.errors import UsageError
 from imgsearch.metrics import (
     ann_one_recall_at_k,
     ann_recall_at_k,
+    exact_scores,
     first_relevant_rank_from_ranking,
     first_relevant_ranks,
     latency_summary,
@@ -20,8 +21,11 @@ from imgsearch.metrics import (
     median_rank,
     mrr,
     ndcg_at_k,
+    ndcg_per_query,
     pairwise_accuracy,
     recall_at_k,
+    served_first_relevant_ranks,
+    served_order,
 )
 
 # --- first relevant rank over a score matrix ----------------------------------------------
@@ -171,6 +175,12 @@ def test_ndcg_averages_over_queries_and_a_query_with_no_hit_scores_zero():
     assert ndcg_at_k([[0, 1], [5, 6]], [{0}, {9}], k=10) == 0.5
 
 
+def test_ndcg_per_query_and_its_mean():
+    values = ndcg_per_query([[0, 1], [5, 0], [5, 6]], [{0}, {0}, {9}], k=10)
+    np.testing.assert_allclose(values, [1.0, 1 / math.log2(3), 0.0])
+    assert ndcg_at_k([[0, 1], [5, 0], [5, 6]], [{0}, {0}, {9}], k=10) == pytest.approx(values.mean())
+
+
 def test_ndcg_ignores_faiss_padding_and_refuses_repeated_ids():
     assert ndcg_at_k([[0, -1, -1]], [{0}], k=3) == 1.0
     with pytest.raises(ValueError, match="query 0: ranking repeats an id"):
@@ -261,7 +271,7 @@ def scores_and_relevant(draw):
 
 def pessimistic_ranking(row, relevant):
     """Brute force: sort by descending score, non-relevant items first among ties."""
-    return sorted(range(len(row)), key=lambda item: (-row[item], item in relevant))
+    return sorted(range(len(row)), key=lambda item: (-row[item], item in relevant, item))
 
 
 @settings(max_examples=200, deadline=None)
@@ -307,3 +317,85 @@ def test_k_recall_equals_faiss_intersection_measure(seed, k):
     exact = np.stack([rng.permutation(20)[:k] for _ in range(5)])
     approx = np.stack([rng.permutation(20)[:k] for _ in range(5)])
     assert ann_recall_at_k(approx, exact, k) == pytest.approx(knn_intersection_measure(approx, exact))
+
+
+# --- the served ranking: one list for a query's top-k and its first relevant rank -------------
+
+
+def test_a_served_tie_puts_the_non_relevant_item_first_in_both_the_order_and_the_rank():
+    # Items 0 and 1 are identical (score 0.8); the search returned 1 before 0, FAISS's way.
+    scores = np.array([[0.8, 0.8, 0.5, 0.1]], dtype=np.float32)
+    served = [[1, 0, 2]]
+    assert served_order(scores[0], served[0], {0}) == [1, 0, 2]
+    assert served_order(scores[0], served[0], {1}) == [0, 1, 2]
+    # The record's top-k says position 2 for the relevant item, and so does its rank.
+    assert served_first_relevant_ranks(scores, served, [{0}], depth=3).tolist() == [2]
+    assert served_first_relevant_ranks(scores, served, [{1}], depth=3).tolist() == [2]
+    assert served_first_relevant_ranks(scores, served, [{0, 1}], depth=3).tolist() == [1]
+
+
+def test_an_item_the_search_did_not_return_ranks_after_depth():
+    # An approximate search returned items 2 and 3 only (depth 3): the best-scored item 0 was missed.
+    scores = np.array([[0.9, 0.7, 0.5, 0.4]])
+    assert served_first_relevant_ranks(scores, [[2, 3]], [{3}], depth=3).tolist() == [2]
+    # Item 0 is not in the served list: it ranks at depth + 1, first of the rest.
+    assert served_first_relevant_ranks(scores, [[2, 3]], [{0}], depth=3).tolist() == [4]
+    # Item 1 comes after item 0 among the rest.
+    assert served_first_relevant_ranks(scores, [[2, 3]], [{1}], depth=3).tolist() == [5]
+
+
+def test_served_lists_longer_than_depth_are_refused():
+    with pytest.raises(ValueError, match="3 served items, more than depth 2"):
+        served_first_relevant_ranks(np.ones((1, 3)), [[0, 1, 2]], [{0}], depth=2)
+
+
+def test_exact_scores_tie_identical_vectors_whatever_the_row():
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(257, 515)).astype(np.float32)
+    items[200] = items[3]  # same vector in another BLAS block
+    queries = rng.normal(size=(9, 515)).astype(np.float32)
+    scores = exact_scores(queries, items)
+    assert scores.dtype == np.float32
+    assert (scores[:, 200] == scores[:, 3]).all()
+    np.testing.assert_allclose(scores, queries @ items.T, rtol=1e-4, atol=1e-4)
+
+
+def served_ranking_brute_force(row, served, relevant, depth):
+    """The served ranking spelled out: served items, empty slots up to depth, then the rest."""
+    key = lambda item: (-row[item], item in relevant, item)  # noqa: E731
+    rest = [i for i in range(len(row)) if i not in served]
+    return sorted(served, key=key) + [None] * (depth - len(served)) + sorted(rest, key=key)
+
+
+@st.composite
+def served_cases(draw):
+    scores, relevant = draw(scores_and_relevant())
+    depth = draw(st.integers(1, scores.shape[1] + 1))
+    served = [draw(st.lists(st.integers(0, scores.shape[1] - 1), unique=True, max_size=depth)) for _ in scores]
+    return scores, relevant, served, depth
+
+
+@settings(max_examples=300, deadline=None)
+@given(served_cases())
+def test_served_ranks_and_order_equal_the_spelled_out_ranking(case):
+    scores, relevant, served, depth = case
+    expected, heads = [], []
+    for row, rel, srv in zip(scores, relevant, served):
+        ranking = served_ranking_brute_force(row, srv, rel, depth)
+        expected.append(1 + [item is not None and item in rel for item in ranking].index(True))
+        heads.append(ranking[: len(srv)])
+    assert served_first_relevant_ranks(scores, served, relevant, depth).tolist() == expected
+    assert [served_order(row, srv, rel) for row, rel, srv in zip(scores, relevant, served)] == heads
+    # The top-k (the served order) and the rank never disagree.
+    for head, rel, rank in zip(heads, relevant, expected):
+        in_head = [n for n, item in enumerate(head, 1) if item in rel]
+        assert (in_head[0] if in_head else None) == (rank if rank <= len(head) else None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scores_and_relevant(), st.integers(1, 9))
+def test_served_exact_top_depth_gives_the_whole_collection_rank(case, depth):
+    scores, relevant = case
+    served = [pessimistic_ranking(row, rel)[:depth] for row, rel in zip(scores, relevant)]
+    assert (served_first_relevant_ranks(scores, served, relevant, max(depth, 1)).tolist()
+            == first_relevant_ranks(scores, relevant).tolist())

@@ -15,7 +15,7 @@ from sklearn.datasets import load_sample_image
 
 from imgsearch.decode import to_rgb
 from imgsearch.errors import UsageError
-from imgsearch.models import bridge, describe_spec, resolve
+from imgsearch.models import FAMILIES, bridge, describe_spec, resolve
 from imgsearch.models.base import EmbeddingModel
 
 SKIMAGE_PHOTOS = ("chelsea", "astronaut", "coffee", "rocket", "camera", "clock", "coins", "moon",
@@ -32,9 +32,12 @@ def offline_cache(tmp_path_factory):
         yield
 
 
+BRIDGE = FAMILIES["bridge"]
+
+
 @pytest.fixture(scope="module")
 def lite0():
-    return bridge.load("lite0", "cpu", "fp32")
+    return BRIDGE.load("lite0", "cpu", "fp32")
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +114,7 @@ def test_model_describes_itself_as_offline_bridge(lite0):
 
 
 def test_preprocess_config_tells_variants_apart(lite0):
-    lite2 = bridge.load("lite2", "cpu", "fp32")
+    lite2 = BRIDGE.load("lite2", "cpu", "fp32")
     assert lite0.preprocess_config()["size"] == 224
     assert lite2.preprocess_config()["size"] == 260
     assert lite0.preprocess_config() != lite2.preprocess_config()
@@ -128,7 +131,7 @@ def test_bf16_loads_the_prompt_matrix_from_disk_and_gives_nearly_the_same_vector
         raise AssertionError("the class-prompt matrix was computed again")
 
     monkeypatch.setattr(bridge.BridgeModel, "_embed_prompts", no_recompute)
-    half = bridge.load("lite0", "cpu", "bf16")
+    half = BRIDGE.load("lite0", "cpu", "bf16")
     assert torch.equal(half._class_embeddings, lite0._class_embeddings)
     assert next(half._classifier.parameters()).dtype == torch.bfloat16
     # One photo: bf16 depthwise convolutions are ~10x slower than fp32 on CPUs without AMX.
@@ -148,7 +151,7 @@ def test_top_k_keeps_only_the_k_best_classes():
 
 @pytest.mark.parametrize("name", ["lite0", "lite1", "lite2"])
 def test_canonical_accepts_the_variants(name):
-    assert bridge.canonical(name) == name
+    assert BRIDGE.canonical(name) == name
     assert resolve(f"bridge:{name}") == f"bridge:{name}"
     assert describe_spec(f"bridge:{name}") == {
         "spec": f"bridge:{name}", "family": "bridge", "dim": 384, "offline": True, "weights_local": True,
@@ -158,5 +161,5 @@ def test_canonical_accepts_the_variants(name):
 @pytest.mark.parametrize("name", ["lite3", "b0", "LITE0", ""])
 def test_canonical_rejects_other_names_and_lists_the_valid_ones(name):
     with pytest.raises(UsageError, match="lite0, lite1, lite2"):
-        bridge.canonical(name)
+        BRIDGE.canonical(name)
 

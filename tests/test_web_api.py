@@ -154,8 +154,8 @@ def test_offset_continues_the_ranking(url):
     ({"q": "cat", "offset": -1}, 400, "offset:"),
     ({"k": 3}, 400, "q:"),
     ({"q": "   "}, 400, "empty query"),
-    ({"q": "cat", "model": "no-such-model"}, 400, "unknown model spec"),
-    ({"q": "cat", "model": "fast"}, 404, "not indexed here"),
+    ({"q": "cat", "model": "no-such-model"}, 404, "not indexed here"),
+    ({"q": "cat", "model": "fast"}, 404, "not indexed here"),  # a preset, but not indexed here
 ])
 def test_bad_search_requests_answer_one_line_json(url, params, status, says):
     assert says in assert_one_line_error(get(url, "/api/search", **params), status)
@@ -321,10 +321,11 @@ def linked(tmp_path, tiny_openclip):
     os.makedirs(album_b)
     Image.new("RGB", (40, 30), (250, 0, 0)).save(album_b / "coins.png")  # same name, other bytes
     os.symlink(album_a, folder / "album")
+    os.symlink(album_b / "coins.png", folder / "outside.png")  # a file link leaving its folder
     (tmp_path / "secret.txt").write_bytes(SECRET)
     index_dir = str(tmp_path / "indexes")
     index_folder(str(folder), [tiny_openclip], index_dir)
-    names = ("cat.png", "coffee.png", "rocket.png", "alias.png", "album/coins.png")
+    names = ("cat.png", "coffee.png", "rocket.png", "alias.png", "album/coins.png", "outside.png")
     ids = {name: image_id(index_dir, str(folder / name)) for name in names}
     reports = tmp_path / "reports"
     write_report(reports / "real", "real")
@@ -335,7 +336,7 @@ def linked(tmp_path, tiny_openclip):
     os.symlink(outside_report, reports / "linked-folder")
     with BackgroundServer(create_app(index_dir, reports_dir=str(reports))) as server:
         yield {"url": server.url, "folder": folder, "tmp": tmp_path, "ids": ids, "album_b": album_b,
-               "photos": photos, "index_dir": index_dir}
+               "photos": photos, "index_dir": index_dir, "model": tiny_openclip}
 
 
 def test_symlinks_inside_a_folder_and_symlinked_folders_are_served(linked):
@@ -346,6 +347,17 @@ def test_symlinks_inside_a_folder_and_symlinked_folders_are_served(linked):
     assert get(url, f"/thumb/{ids['album/coins.png']}").status == 200
 
 
+def test_a_file_symlink_leaving_its_folder_is_neither_indexed_nor_served(linked):
+    # The indexer and the server apply one rule (files.escapes_its_folder): no broken thumbnail.
+    url, outside = linked["url"], linked["ids"]["outside.png"]
+    meta = get(url, f"/api/image/{outside}").json()
+    assert (meta["status"], meta["reason"]) == ("skipped", "symlink leading outside its folder")
+    names = [h["name"] for h in get(url, "/api/search", q="coins", k=10).json()["results"]]
+    assert sorted(names) == ["alias.png", "cat.png", "coffee.png", "coins.png", "rocket.png"]
+    for path in (f"/file/{outside}", f"/thumb/{outside}", f"/api/similar?id={outside}"):
+        assert_one_line_error(get(url, path), 404)
+
+
 def test_a_photo_swapped_for_a_symlink_to_an_outside_file_is_403(linked):
     url, coffee = linked["url"], linked["ids"]["coffee.png"]
     os.remove(linked["folder"] / "coffee.png")
@@ -354,6 +366,9 @@ def test_a_photo_swapped_for_a_symlink_to_an_outside_file_is_403(linked):
         reply = request(url, "GET", path)
         assert "symlink leading outside its folder" in assert_one_line_error(reply, 403), path
         assert SECRET not in reply.body
+    index_folder(str(linked["folder"]), [linked["model"]], linked["index_dir"])  # the next run agrees
+    meta = get(url, f"/api/image/{coffee}").json()
+    assert (meta["status"], meta["reason"]) == ("skipped", "symlink leading outside its folder")
 
 
 def test_a_photo_swapped_for_a_symlink_to_another_indexed_photo_elsewhere_is_403(linked):

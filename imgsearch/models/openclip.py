@@ -9,6 +9,7 @@ Spec grammar (after the "openclip:" prefix):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -24,11 +25,62 @@ from open_clip.transformer import (
 )
 from PIL import Image
 
-from ..errors import ModelUnavailable, UsageError
-from .base import EmbeddingModel, cast
+from ..errors import ModelUnavailable, UsageError, first_line
+from .base import EmbeddingModel, ModelFamily, cast, files_digest
 
-FAMILY = "openclip"
 SCHEMAS = ("local-dir:", "hf-hub:")
+CONFIG_FILE = "open_clip_config.json"  # open_clip's own schema: {"model_cfg": ..., "preprocess_cfg": ...}
+
+
+class OpenClipFamily(ModelFamily):
+    name = "openclip"
+
+    def recognises(self, spec: str) -> bool:
+        """A bare ARCH/TAG: open_clip's names are what users type most."""
+        return split(spec)[0] in open_clip.list_models()
+
+    def canonical(self, name: str) -> str:
+        if name.startswith("local-dir:"):
+            path = name[len("local-dir:"):]
+            return "local-dir:" + os.path.abspath(os.path.expanduser(path))
+        if name.startswith("hf-hub:"):
+            return name
+        arch, tag = split(name)
+        if arch not in open_clip.list_models():
+            raise UsageError(f"unknown open_clip architecture {arch!r} (see: imgsearch models --all)")
+        if tag is None:
+            tags = open_clip.list_pretrained_tags_by_model(arch)
+            raise UsageError(
+                f"openclip:{arch} needs a pretrained tag or checkpoint, e.g. openclip:{arch}/{tags[0] if tags else 'TAG'}"
+            )
+        if _is_path(tag):
+            return f"{arch}/{os.path.abspath(os.path.expanduser(tag))}"
+        if tag not in open_clip.list_pretrained_tags_by_model(arch):
+            known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+            raise UsageError(f"unknown pretrained tag {tag!r} for {arch} (known: {known})")
+        return f"{arch}/{tag}"
+
+    def info(self, name: str) -> dict:
+        return {"dim": _embed_dim(name), "offline": False}
+
+    def weights_local(self, name: str) -> bool:
+        """A local file/dir, or a tag already in the HF cache."""
+        arch, tag = split(name)
+        if name.startswith("local-dir:"):
+            return _has_weights(name[len("local-dir:"):])
+        if name.startswith("hf-hub:"):
+            return _hf_cached(name[len("hf-hub:"):], "open_clip_pytorch_model.bin")
+        if tag and _is_path(tag):
+            return os.path.isfile(tag)
+        cfg = open_clip.get_pretrained_cfg(arch, tag or "") or {}
+        hub = cfg.get("hf_hub", "").rstrip("/")
+        if not hub:
+            return False
+        filename = cfg.get("hf_weights_file") or "open_clip_pytorch_model.bin"
+        return _hf_cached(hub, filename) or _hf_cached(hub, "open_clip_model.safetensors")
+
+    def load(self, name: str, device: str, precision: str) -> "OpenClipModel":
+        return OpenClipModel(name, device, precision)
 
 
 def split(name: str) -> tuple[str, str | None]:
@@ -39,47 +91,8 @@ def split(name: str) -> tuple[str, str | None]:
     return arch, (tag or None) if sep else None
 
 
-def canonical(name: str) -> str:
-    if name.startswith("local-dir:"):
-        path = name[len("local-dir:"):]
-        return "local-dir:" + os.path.abspath(os.path.expanduser(path))
-    if name.startswith("hf-hub:"):
-        return name
-    arch, tag = split(name)
-    if arch not in open_clip.list_models():
-        raise UsageError(f"unknown open_clip architecture {arch!r} (see: imgsearch models --all)")
-    if tag is None:
-        tags = open_clip.list_pretrained_tags_by_model(arch)
-        raise UsageError(
-            f"openclip:{arch} needs a pretrained tag or checkpoint, e.g. openclip:{arch}/{tags[0] if tags else 'TAG'}"
-        )
-    if _is_path(tag):
-        return f"{arch}/{os.path.abspath(os.path.expanduser(tag))}"
-    if tag not in open_clip.list_pretrained_tags_by_model(arch):
-        known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
-        raise UsageError(f"unknown pretrained tag {tag!r} for {arch} (known: {known})")
-    return f"{arch}/{tag}"
-
-
 def _is_path(tag: str) -> bool:
     return tag.startswith(("/", ".", "~")) or os.path.exists(tag)
-
-
-def weights_local(name: str) -> bool:
-    """True when loading needs no download: a local file/dir, or a tag already in the HF cache."""
-    arch, tag = split(name)
-    if name.startswith("local-dir:"):
-        return _has_weights(name[len("local-dir:"):])
-    if name.startswith("hf-hub:"):
-        return _hf_cached(name[len("hf-hub:"):], "open_clip_pytorch_model.bin")
-    if tag and _is_path(tag):
-        return os.path.isfile(tag)
-    cfg = open_clip.get_pretrained_cfg(arch, tag or "") or {}
-    hub = cfg.get("hf_hub", "").rstrip("/")
-    if not hub:
-        return False
-    filename = cfg.get("hf_weights_file") or "open_clip_pytorch_model.bin"
-    return _hf_cached(hub, filename) or _hf_cached(hub, "open_clip_model.safetensors")
 
 
 def _has_weights(folder: str) -> bool:
@@ -93,10 +106,22 @@ def _hf_cached(repo: str, filename: str) -> bool:
     return isinstance(found, str)
 
 
-def info(name: str) -> dict:
-    arch, _tag = split(name)
-    cfg = open_clip.get_model_config(arch) if not name.startswith(SCHEMAS) else None
-    return {"dim": cfg.get("embed_dim") if cfg else None, "offline": False}
+def _embed_dim(name: str) -> int | None:
+    """A built-in architecture's config, else the saved config when it is on disk already."""
+    if name.startswith("local-dir:"):
+        path = os.path.join(name[len("local-dir:"):], CONFIG_FILE)
+    elif name.startswith("hf-hub:"):
+        path = try_to_load_from_cache(name[len("hf-hub:"):], CONFIG_FILE)
+    else:
+        cfg = open_clip.get_model_config(split(name)[0])
+        return cfg.get("embed_dim") if cfg else None
+    if not isinstance(path, str):
+        return None  # not in the HF cache
+    try:
+        with open(path) as f:
+            return int(json.load(f)["model_cfg"]["embed_dim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def quick_gelu_for(arch: str, tag: str | None) -> bool:
@@ -106,15 +131,11 @@ def quick_gelu_for(arch: str, tag: str | None) -> bool:
     return bool((open_clip.get_pretrained_cfg(arch, tag) or {}).get("quick_gelu"))
 
 
-def load(name: str, device: str, precision: str) -> "OpenClipModel":
-    return OpenClipModel(name, device, precision)
-
-
 class OpenClipModel(EmbeddingModel):
-    family = FAMILY
+    family = OpenClipFamily.name
 
     def __init__(self, name: str, device: str = "cpu", precision: str = "fp32"):
-        self.spec = f"{FAMILY}:{name}"
+        self.spec = f"{self.family}:{name}"
         self.device, self.precision = device, precision
         arch, tag = split(name)
         if name.startswith("local-dir:") and not _has_weights(name[len("local-dir:"):]):
@@ -130,7 +151,7 @@ class OpenClipModel(EmbeddingModel):
                 self._tokenizer = open_clip.get_tokenizer(arch)
         except (RuntimeError, OSError, ValueError) as e:
             raise ModelUnavailable(
-                f"cannot load weights for {self.spec}: {_first_line(e)}. Offline? Download once with "
+                f"cannot load weights for {self.spec}: {first_line(e)}. Offline? Download once with "
                 f"internet, or pass a local checkpoint: openclip:{arch}//path/to/weights.bin "
                 "or openclip:local-dir:/path/to/folder"
             ) from None
@@ -143,6 +164,7 @@ class OpenClipModel(EmbeddingModel):
                     # open_clip reads a block's compute dtype from mlp.c_fc.weight, a method
                     # once quantised; this is the attribute it checks first.
                     block.mlp.c_fc.int8_original_dtype = torch.float32
+        self._fingerprint = self._weights_fingerprint(name)  # now, while the files are the ones loaded
         self._preprocess = preprocess
         self._preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(model))
         self.dim = int(self.embed_query("a").shape[0])
@@ -166,6 +188,20 @@ class OpenClipModel(EmbeddingModel):
 
     def versions(self) -> dict:
         return {**super().versions(), "open_clip": open_clip.__version__}
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @staticmethod
+    def _weights_fingerprint(name: str) -> str:
+        arch, tag = split(name)
+        if name.startswith("local-dir:"):
+            folder = name[len("local-dir:"):]
+            return files_digest(os.path.join(folder, n) for n in os.listdir(folder)
+                                if n.endswith((".safetensors", ".bin", ".pth")) or n == CONFIG_FILE)
+        if tag and _is_path(tag):
+            return files_digest([tag])
+        return f"open_clip {open_clip.__version__}: {name}"  # a published tag's weights do not change
 
 
 class _SelfAttention(torch.nn.Module):
@@ -234,7 +270,3 @@ class _quiet_logging:
 
     def __exit__(self, *exc):
         logging.disable(self._level)
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).splitlines() or [e.__class__.__name__])[0][:300]

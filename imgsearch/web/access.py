@@ -4,10 +4,9 @@ A client never names a path. It names an image id; the path comes from the datab
 the file at that path is sent only when all of these hold:
 
 1. the row exists and its status is "ok" (it was decoded and embedded as an image);
-2. the file is not a symlink that leads out of its own folder:
-   realpath(path) must lie inside realpath(dirname(path)). Symlinked *folders* stay allowed,
-   because the indexer follows them (a photo library spread over disks), and they resolve the
-   same for the folder and the file; a file swapped for a link to /etc/passwd does not;
+2. the file is not a symlink that leads out of its own folder (files.escapes_its_folder, the
+   rule the indexer applies too: such a link is skipped with that reason, never indexed).
+   Symlinked *folders* stay allowed; a file swapped for a link to /etc/passwd does not;
 3. the bytes read hash (blake2b-128, the indexer's content hash) to the row's hash: only
    bytes that were indexed as an image are ever sent. This also catches what rule 2 cannot
    see: a symlinked folder re-pointed elsewhere after indexing, or a file replaced in place.
@@ -18,10 +17,9 @@ the send changes nothing.
 
 from __future__ import annotations
 
-import os
 
 from ..errors import ImgsearchError
-from ..files import content_hash
+from ..files import LEAVES_FOLDER, content_hash, escapes_its_folder
 
 
 class Refused(ImgsearchError):
@@ -32,18 +30,13 @@ class Refused(ImgsearchError):
         self.status = status
 
 
-def escapes_its_folder(path: str) -> bool:
-    folder = os.path.realpath(os.path.dirname(path))
-    return os.path.commonpath([folder, os.path.realpath(path)]) != folder
-
-
 def indexed_bytes(row: dict | None, image_id: int) -> bytes:
     """The file of an indexed image, exactly as it was indexed, or Refused."""
     if row is None or row.get("status") != "ok" or not row.get("hash"):
         raise Refused(404, f"no indexed image with id {image_id}")
     path = row["path"]
     if escapes_its_folder(path):
-        raise Refused(403, f"image {image_id} is a symlink leading outside its folder")
+        raise Refused(403, f"image {image_id} is a {LEAVES_FOLDER}")
     try:
         with open(path, "rb") as f:
             data = f.read()

@@ -7,12 +7,13 @@ import threading
 from typing import Callable, TypeVar
 
 from ..errors import UsageError
-from ..models import resolve
+from ..models import PRESETS
 from ..search import Searcher
 from ..store import DB_NAME, ModelRow, Store
 
 T = TypeVar("T")
 MAX_ROWID = 2**63 - 1
+PRESET_SPECS = {p.spec for p in PRESETS.values()}
 
 
 class NotIndexed(UsageError):
@@ -45,15 +46,25 @@ class Catalog:
         return self.rows([image_id]).get(image_id)
 
     def spec(self, asked: str | None) -> str:
-        """The canonical spec of an indexed model; the first one indexed when none is asked."""
+        """The spec of an indexed model, by its exact spec or a preset name; the first one indexed
+        when none is asked. A client names models, never paths: nothing it sends is looked up on
+        this server's disk, and the error names nothing of the server."""
         indexed = [m.spec for m in self.models()]
         if not indexed:
             raise NotIndexed("this index has no models yet; run `imgsearch index DIR --model SPEC` first")
         if not asked:
             return indexed[0]
-        spec = resolve(asked)
+        spec = _named(asked)
         if spec not in indexed:
-            raise NotIndexed(f"model {spec} is not indexed here (indexed: {', '.join(indexed)})")
+            raise NotIndexed(f"model {_quoted(asked)} is not indexed here; /api/models lists those that are")
+        return spec
+
+    def indexable(self, asked: str) -> str:
+        """A model to index with from the web: one indexed here already, or a preset."""
+        spec = _named(asked)
+        if spec not in PRESET_SPECS and spec not in {m.spec for m in self.models()}:
+            raise UsageError(f"model {_quoted(asked)} is neither indexed here nor a preset "
+                             f"({', '.join(PRESETS)}); index others with `imgsearch index`")
         return spec
 
     def close(self) -> None:
@@ -92,3 +103,12 @@ class SearcherPool:
             for searcher in self._searchers.values():
                 searcher.close()
             self._searchers.clear()
+
+
+def _named(asked: str) -> str:
+    asked = asked.strip()
+    return PRESETS[asked].spec if asked in PRESETS else asked
+
+
+def _quoted(asked: str) -> str:
+    return repr(asked if len(asked) <= 120 else asked[:120] + "...")

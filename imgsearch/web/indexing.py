@@ -11,7 +11,6 @@ import threading
 
 from ..errors import ImgsearchError, UsageError
 from ..indexer import index_folder
-from ..models import resolve
 
 
 class Busy(ImgsearchError):
@@ -29,10 +28,13 @@ class IndexJob:
             return dict(self._state)
 
     def start(self, folder: str, specs: list[str]) -> dict:
-        folder = os.path.abspath(os.path.expanduser(folder))
+        """Index folder (absolute: nothing is resolved against the server's working or home
+        dir) with specs, canonical ones that the caller has checked (Catalog.indexable)."""
+        if not os.path.isabs(folder):
+            raise UsageError("the folder must be an absolute path on the server")
+        folder = os.path.normpath(folder)
         if not os.path.isdir(folder):
             raise UsageError(f"not a folder on the server: {folder}")
-        specs = [resolve(s) for s in specs]
         if not specs:
             raise UsageError("no models to index with: name at least one in \"models\"")
         with self._lock:

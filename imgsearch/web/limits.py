@@ -1,9 +1,15 @@
-"""A cap on request bodies, enforced before the multipart parser spools an upload to disk."""
+"""What one request may ask for: result pages, models compared, and a cap on request bodies
+(enforced before the multipart parser spools an upload to disk)."""
 
 from __future__ import annotations
 
 import json
 
+UPLOAD_LIMIT = 20 * 1024 * 1024
+MAX_K = 200  # per page; a page never lists more, whatever the index size
+MAX_OFFSET = 800  # deepest page start: FAISS is asked for offset + k hits
+MAX_COMPARE = 6
+DEFAULT_K = 24
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file itself
 # After the cap, read and discard up to this much more before answering: a client still
 # sending when the server closes gets a connection reset instead of the 413.

@@ -33,6 +33,15 @@ function query(params) {
   return search.toString();
 }
 
+// Bidirectional controls (U+202E and kin) can make "cat\u202Egnp.exe" read "catexe.png": in a name
+// or a path they are shown as visible codes instead of being obeyed.
+const BIDI_CONTROLS = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+
+function visible(text) {
+  return text == null ? text : String(text).replace(BIDI_CONTROLS,
+    (c) => `[U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}]`);
+}
+
 function say(node, text, isError = false) {
   node.textContent = text;
   node.classList.toggle("error", isError);
@@ -138,17 +147,18 @@ function searchUpload(file) {
     const form = new FormData();
     form.append("file", file);
     return api(`/api/search/image?${query({ model, k, offset })}`, { method: "POST", body: form });
-  }, `images like ${file.name}`);
+  }, `images like ${visible(file.name)}`);
 }
 
 function card(hit, { similar }) {
-  const image = el("img", { src: hit.thumb, alt: hit.name, loading: "lazy", width: 256, height: 256 });
+  const name = visible(hit.name);
+  const image = el("img", { src: hit.thumb, alt: name, loading: "lazy", width: 256, height: 256 });
   const figure = el("figure", { class: "card" },
-    el("button", { class: "thumb", type: "button", title: hit.path, onclick: () => openViewer(hit.id) }, image),
+    el("button", { class: "thumb", type: "button", title: visible(hit.path), onclick: () => openViewer(hit.id) }, image),
     el("figcaption", {},
       el("span", { class: "rank", text: `#${hit.rank}` }),
       el("span", { class: "score", text: hit.score.toFixed(3), title: "cosine similarity" }),
-      el("span", { class: "name", text: hit.name, title: hit.path })));
+      el("span", { class: "name", text: name, title: visible(hit.path) })));
   figure.dataset.id = hit.id;
   if (similar) {
     figure.append(el("button", { class: "similar secondary small", type: "button", text: "More like this",
@@ -164,15 +174,15 @@ async function openViewer(id) {
   try {
     const meta = await api(`/api/image/${id}`);
     $("#viewer-img").src = meta.file;
-    $("#viewer-img").alt = meta.name;
-    $("#viewer-name").textContent = meta.name;
+    $("#viewer-img").alt = visible(meta.name);
+    $("#viewer-name").textContent = visible(meta.name);
     $("#viewer-open").href = meta.file;
     const facts = [
-      ["Path", meta.path],
+      ["Path", visible(meta.path)],
       ["Pixels", meta.width && `${meta.width} × ${meta.height}`],
       ["File size", humanBytes(meta.size)],
       ["Taken", meta.taken_at],
-      ["Camera", meta.camera],
+      ["Camera", visible(meta.camera)],
       ["Image id", String(meta.id)],
       ["Content hash", meta.hash],
     ].filter(([, value]) => value);
@@ -209,7 +219,7 @@ async function compare(text) {
         return node;
       });
       return el("section", { class: "column" },
-        el("header", {}, el("h3", { text: column.model, title: column.model }),
+        el("header", {}, el("h3", { text: visible(column.model), title: visible(column.model) }),
           el("span", { class: "muted", text: `${column.timing_ms.total} ms` })),
         el("div", { class: "stack" }, ...cards));
     }));
@@ -233,13 +243,13 @@ async function loadReports() {
   try {
     const result = await api("/api/reports");
     const rows = result.reports.map((report) => el("tr", {},
-      el("td", {}, el("a", { href: report.url, target: "_blank", rel: "noopener", text: report.name })),
+      el("td", {}, el("a", { href: report.url, target: "_blank", rel: "noopener", text: visible(report.name) })),
       el("td", { text: report.modified.replace("T", " ").replace("+00:00", " UTC") }),
       el("td", {}, ...Object.entries(report.files).map(([name, url]) =>
         el("a", { class: "file", href: url, target: "_blank", rel: "noopener", text: name })))));
     $("#reports tbody").replaceChildren(...rows);
-    say(summary, rows.length ? `${rows.length} report${rows.length === 1 ? "" : "s"} in ${result.reports_dir}`
-      : `No reports in ${result.reports_dir} yet: run \`imgsearch eval\` to write one.`);
+    say(summary, rows.length ? `${rows.length} report${rows.length === 1 ? "" : "s"} in ${visible(result.reports_dir)}`
+      : `No reports in ${visible(result.reports_dir)} yet: run \`imgsearch eval\` to write one.`);
   } catch (error) {
     say(summary, error.message, true);
   }
@@ -255,9 +265,9 @@ async function start() {
   }
   const { info } = state;
   $("#status").textContent = `${info.images} images · ${info.models.length} model${info.models.length === 1 ? "" : "s"}`;
-  $("#model").replaceChildren(...info.models.map((m) => el("option", { value: m.spec, text: m.spec })));
+  $("#model").replaceChildren(...info.models.map((m) => el("option", { value: m.spec, text: visible(m.spec) })));
   $("#compare-models").append(...info.models.map((m, i) => el("label", {},
-    el("input", { type: "checkbox", value: m.spec, checked: i < 3 }), ` ${m.spec}`)));
+    el("input", { type: "checkbox", value: m.spec, checked: i < 3 }), ` ${visible(m.spec)}`)));
   if (!info.models.length) say($("#search-summary"), "This index has no models yet: run `imgsearch index` first.", true);
 
   $("#search-form").addEventListener("submit", (event) => {
