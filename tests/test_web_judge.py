@@ -197,7 +197,8 @@ def test_a_cross_origin_mark_is_refused_and_writes_nothing(site, who):
     assert saved(site) == []
     assert [q["query"] for q in get(site["url"], "/api/judge/queries").json()["queries"]] == QUERIES
     assert mark(site, "a cat", image, True).status == 200  # the page's own origin may
-    assert post(site, "/api/judge/unmark", {"query": "a cat", "image_id": image}, {}).status == 200  # so may curl
+    assert post(site, "/api/judge/unmark", {"query": "a cat", "image_id": image},
+                {"Content-Type": "application/json"}).status == 200  # so may curl: no Origin
 
 
 def test_suggested_queries_come_from_the_photos_and_are_added_as_suggested(site):

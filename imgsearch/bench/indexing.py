@@ -152,7 +152,8 @@ def run_indexing_bench(
         screen[precision] = forward_screen(model, tensors[:batch_size])
     fp32_model.encode_pixels(tensors[:1])  # the naive arm's warm-up, at its batch size of 1
     chosen = list(pipeline_precisions) if pipeline_precisions is not None else fast_precisions(screen)
-    arms = [("naive", None), *(("forward", p) for p in precisions), *(("pipeline", p) for p in precisions if p in chosen)]
+    arms = [("naive", None), *(("forward", p) for p in precisions),
+            *(("pipeline", p) for p in precisions if p in chosen)]
 
     measured, first = [], {}
     for r in range(rounds):

@@ -208,7 +208,8 @@ def run_search_bench(
     faiss.omp_set_num_threads(threads)
     started = time.perf_counter()
     machine = machine_facts(faiss_threads=threads, faiss_latency_threads=latency_threads)
-    same_held_out = (seed, cluster_size, noise) != tuple(AUTOINDEX_TUNED_ON[key] for key in ("seed", "cluster_size", "noise"))
+    tuned = tuple(AUTOINDEX_TUNED_ON[key] for key in ("seed", "cluster_size", "noise"))
+    same_held_out = (seed, cluster_size, noise) != tuned
     try:
         timing = _Timing(n_latency_queries, latency_budget_s, threads, latency_threads)
         runs = []
@@ -225,7 +226,8 @@ def run_search_bench(
                 f"(gap weight {weight:.3f})")
             query_sets = {
                 "same_distribution": (same, {"held_out": same_held_out}),
-                "modality_gap": (gap, {"held_out": True, "gap_weight": weight, "gap_similarity_target": gap_similarity}),
+                "modality_gap": (gap, {"held_out": True, "gap_weight": weight,
+                                       "gap_similarity_target": gap_similarity}),
             }
             facts = {"n_clusters": len(distribution.centres), "data_s": data_s}
             runs.append(_run_one_n(base, query_sets, templates, k, timing, say) | facts)

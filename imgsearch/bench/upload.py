@@ -83,7 +83,8 @@ def run_upload_bench(model: str = "bridge:lite0", concurrency: int = 8, cases: t
 
 def upload_lines(result: dict) -> list[str]:
     config = result["config"]
-    lines = [machine_line(result["machine"]), f"{config['concurrency']} concurrent uploads per case, {config['model']}, pixel limit "
+    lines = [machine_line(result["machine"]),
+             f"{config['concurrency']} concurrent uploads per case, {config['model']}, pixel limit "
              f"{config['pixel_limit']:,}, decode budget {config['decode_budget_mib']:.0f} MiB; MB = 10^6 bytes"]
     for run in result["runs"]:
         during, before = run["query_during"], run["query_before"]
