@@ -144,8 +144,10 @@ def test_a_pool_judged_by_keyboard_is_kept_across_a_restart_and_exported_as_qrel
         image_id, path = current(page)
         page.wait_for_function("w => document.querySelector('#full-img').naturalWidth === w",
                                arg=Image.open(path).width)
+        page.screenshot(path=str(tmp_path / "judge-full.png"))
         page.keyboard.press("f")
         expect(page.locator("#full")).to_be_hidden()
+        page.screenshot(path=str(tmp_path / "judge.png"), full_page=True)
 
         page.keyboard.press("j")
         expect(page.locator("#query-text")).to_have_text("“a rocket launch”")
@@ -211,6 +213,8 @@ def test_two_judges_on_a_suggested_query_get_their_agreement(browser, indexed):
         kappa = cohen_kappa([answers["ann"][i] for i in ids], [answers["bob"][i] for i in ids])
         shown = "undefined" if kappa is None else f"{kappa:.2f}"
         expect(page.locator("#agreement")).to_contain_text(f"ann / bob κ {shown} on {n} images")
+        assert_blind(tab, indexed["models"])
+        tab.answers.clear()  # a response's body is gone once the page navigates
         page.reload()  # the name is remembered, and with it bob's answers
         expect(page.locator("#judge")).to_have_value("bob")
         assert_marks(page, answers["bob"])

@@ -18,8 +18,8 @@ import sys
 import torch
 
 from ..errors import ImgsearchError
-from ..models.base import cpu_flag_set
-from ..models.precision import RELEVANT_FLAGS, cpu_model
+from ..models.base import cpu_flag_set, cpu_model
+from ..models.precision import RELEVANT_FLAGS
 
 # The flags that decide half-precision speed (models/precision.py) and those int8 uses.
 CPU_FLAGS = (*RELEVANT_FLAGS, "amx_int8", "avx512_vnni", "avx_vnni")

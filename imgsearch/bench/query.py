@@ -5,7 +5,8 @@ search and metadata stages see a real SQLite file and FAISS index of that size; 
 is a real architecture (random-initialised ViT-B-32 by default: speed does not need weights).
 Unique queries measure what a new query costs; repeated queries measure the query cache.
 The baseline is open_clip's own CLIP.encode_text in fp32 on one thread, which runs all 77
-context positions where imgsearch stops at the end-of-text token.
+context positions where imgsearch stops at the end-of-text token. The result's "machine" holds
+bench/machine.py's facts (CPU model and flags, libraries, load average at start and end).
 """
 
 from __future__ import annotations

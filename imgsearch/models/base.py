@@ -7,6 +7,7 @@ import abc
 import functools
 import hashlib
 import os
+import platform
 import threading
 import warnings
 from typing import Iterable, Sequence
@@ -210,13 +211,27 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 @functools.cache
-def cpu_flag_set() -> frozenset[str]:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
-            line = next((line for line in f if line.startswith("flags")), "")
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
-        return frozenset()
-    return frozenset(line.partition(":")[2].split())
+        pass
+    return fields
+
+
+def cpu_flag_set() -> frozenset[str]:
+    return frozenset(_cpuinfo().get("flags", "").split())
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def cast(module: torch.nn.Module, precision: str, device: str, keep_fp32: tuple[str, ...] = ()) -> torch.nn.Module:

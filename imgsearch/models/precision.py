@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import statistics
 import time
 from typing import Callable
@@ -23,7 +22,7 @@ import torch
 from PIL import Image
 
 from ..config import cache_dir
-from .base import EmbeddingModel, cpu_flag_set
+from .base import EmbeddingModel, cpu_flag_set, cpu_model
 
 MIN_COSINE = 0.999  # the worst image or text vector, against fp32
 MIN_SPEEDUP = 1.10  # a faster precision must win by this much: noise must not pick a lossy one
@@ -52,17 +51,6 @@ def machine_key(device: str) -> dict:
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else device,
     }
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def choose(spec: str, device: str, load: Callable[[str], EmbeddingModel]) -> str:

@@ -12,6 +12,7 @@ const state = {
   list: null,  // /api/judge/queries
   pool: null,  // /api/judge/pool of the query shown
   current: 0,  // index of the image the keys act on
+  loading: false,  // a pool is being read: keys wait, so none lands on an image about to be replaced
   undo: [],  // {query, id, previous}: previous is true, false or null (not judged)
 };
 
@@ -58,8 +59,8 @@ function say(node, text, isError = false) {
   node.classList.toggle("error", isError);
 }
 
-function plural(n, word) {
-  return `${n} ${word}${n === 1 ? "" : "s"}`;
+function plural(n, word, many = `${word}s`) {
+  return `${n} ${n === 1 ? word : many}`;
 }
 
 // -- saving: one request at a time, in the order the keys were pressed ------------------------
@@ -77,8 +78,17 @@ function save(path, body, revert) {
   }).finally(() => {
     pending -= 1;
     showSaved();
+    if (!pending) refreshSoon();
   });
   return saving;
+}
+
+// Once the keys rest, the other queries' counts and the judges' agreement are read again.
+let refreshTimer = null;
+
+function refreshSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => { if (!pending) loadList().catch(showError); }, 300);
 }
 
 function showSaved() {
@@ -96,6 +106,7 @@ async function loadList() {
   if (!queries.length) say($("#add-summary"), "Add a query to start: what would you search your photos for?");
   $("#query-select").replaceChildren(...queries.map((q, i) => el("option", { value: String(i), text: optionText(q) })));
   showAgreement();
+  if (state.pool && listEntry(state.pool.query)) showProgress();  // the query shown: its own count is the freshest
 }
 
 function optionText(q) {
@@ -115,8 +126,14 @@ function listEntry(text) {
 }
 
 async function openQuery(text, focusId = null) {
-  await saving;
-  const pool = await api(`/api/judge/pool?${params({ query: text })}`);
+  state.loading = true;
+  let pool;
+  try {
+    await saving;
+    pool = await api(`/api/judge/pool?${params({ query: text })}`);
+  } finally {
+    state.loading = false;
+  }
   state.pool = pool;
   history.replaceState(null, "", `${location.pathname}${location.search}#${new URLSearchParams({ q: pool.query })}`);
   $("#query-select").value = String(pool.position - 1);
@@ -131,8 +148,9 @@ async function openQuery(text, focusId = null) {
 function showProgress() {
   const { pool } = state;
   const judged = pool.images.filter((image) => image.relevant !== null).length;
-  const entry = listEntry(pool.query);
+  const entry = state.list && listEntry(pool.query);
   if (entry) {
+    $("#query-select").value = String(pool.position - 1);
     entry.judged = judged;
     $("#query-select").options[pool.position - 1].textContent = optionText(entry);
   }
@@ -200,6 +218,8 @@ function showMark(figure, relevant) {
   figure.classList.toggle("not-relevant", relevant === false);
   figure.dataset.judgment = relevant === null ? "" : relevant ? "relevant" : "not relevant";
   figure.querySelector(".mark").textContent = relevant === null ? "not judged" : relevant ? "✓ relevant" : "✗ not relevant";
+  figure.querySelector("button.yes").setAttribute("aria-pressed", String(relevant === true));
+  figure.querySelector("button.no").setAttribute("aria-pressed", String(relevant === false));
 }
 
 function setCurrent(index) {
@@ -228,7 +248,7 @@ function setJudgment(index, relevant) {
 
 function mark(index, relevant) {
   const { pool } = state;
-  const image = pool.images[index];
+  const image = pool && pool.images[index];
   if (!image) return;
   const previous = image.relevant;
   if (previous !== relevant) {
@@ -270,7 +290,7 @@ function openFull(index) {
 }
 
 function showFull() {
-  const image = state.pool.images[state.current];
+  const image = state.pool && state.pool.images[state.current];
   if (!image) return;
   if ($("#full-img").getAttribute("src") !== image.file) $("#full-img").src = image.file;
   $("#full-img").alt = visible(image.name);
@@ -297,7 +317,7 @@ const KEYS = {
 };
 
 function onKey(event) {
-  if (event.ctrlKey || event.metaKey || event.altKey || !state.pool) return;
+  if (event.ctrlKey || event.metaKey || event.altKey || !state.pool || state.loading) return;
   if (event.target.closest("input, textarea, select")) return;
   const action = KEYS[event.key];
   if (!action) return;
@@ -311,7 +331,7 @@ async function addQueries(texts, suggested = false) {
   try {
     const { queries } = await post("/api/judge/queries", { queries: texts, suggested });
     const added = queries.filter((q) => q.added).length;
-    say($("#add-summary"), `Added ${plural(added, "query")}` + (added < queries.length
+    say($("#add-summary"), `Added ${plural(added, "query", "queries")}` + (added < queries.length
       ? ` (${queries.length - added} ${queries.length - added === 1 ? "was" : "were"} there already).` : "."));
     await loadList();
     if (!state.pool) await openQuery(queries[0].query);
@@ -352,8 +372,18 @@ async function start() {
     state.judge = $("#judge").value.trim();
     localStorage.setItem(JUDGE_KEY, state.judge);
     state.undo = [];  // undo takes back this judge's own marks only
-    await loadList();
-    if (state.pool) await openQuery(state.pool.query);
+    const shown = state.pool;
+    if (shown) {
+      state.pool = null;  // the marks on screen are the other judge's: nothing may act on them
+      $("#pool").replaceChildren();
+      say($("#progress"), "Reading this judge's judgments…");
+    }
+    try {
+      await loadList();
+      if (shown) await openQuery(shown.query);
+    } catch (error) {
+      showError(error);
+    }
   });
   $("#add-form").addEventListener("submit", async (event) => {
     event.preventDefault();
