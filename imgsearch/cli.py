@@ -32,6 +32,7 @@ from .models import concrete_precision, list_models
 from .models import precision as measured_precision
 from .models.base import default_device
 from .models.base import CONCRETE_PRECISIONS, PRECISIONS
+from .ray_options import DEFAULT_SHARD_IMAGES, ENGINES, RayOptions
 from .report import recommend, summary_rows, write_report
 from .stats import DEFAULT_RESAMPLES, DEFAULT_SEED, check_resamples
 from .metrics import check_k
@@ -107,14 +108,32 @@ def index_text(r: dict):
                    "for small collections, IVF as they grow].")
 @precision_option
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096))
-@click.option("--workers", default=None, type=click.IntRange(1, 64), help="Decode threads.")
+@click.option("--workers", default=None, type=click.IntRange(1, 4096),
+              help="Decode threads (local engine); model workers per model, at most (Ray engine) "
+                   "[default: as many as the machine or cluster allows].")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(ENGINES),
+              help="Where images are decoded and embedded: here, or on a Ray cluster (pip install "
+                   "'imgsearch-bench[ray]').")
+@click.option("--ray-address", default=None, metavar="ADDRESS",
+              help="Ray cluster to join: auto (the one this machine belongs to) or ray://HOST:PORT "
+                   "[default: start a local one].")
+@click.option("--gpus-per-worker", default=0.0, show_default=True, type=click.FloatRange(0, 64),
+              help="GPUs each Ray model worker takes (0: the workers run on CPUs).")
+@click.option("--cpus-per-worker", default=1.0, show_default=True, type=click.FloatRange(0.01, 1024),
+              help="CPUs each Ray model worker takes (its preprocessing threads).")
+@click.option("--shard-size", default=DEFAULT_SHARD_IMAGES, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Mean images per shard, the unit a Ray run resumes from.")
 @output_options()
-def index(folder, models, index_dir, factory, precision, batch_size, workers, output):
+def index(folder, models, index_dir, factory, precision, batch_size, workers, engine, ray_address,
+          gpus_per_worker, cpus_per_worker, shard_size, output):
     """Index the photos under FOLDER with one or more models (incremental)."""
     if not models:
         raise UsageError("name at least one model: --model SPEC (see: imgsearch models)")
+    ray_options = RayOptions(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
+                             cpus_per_worker=cpus_per_worker, shard_size=shard_size)
     report = index_folder(folder, models, index_dir, factory=factory, precision=precision,
-                          batch_size=batch_size, workers=workers, progress=progress_bar)
+                          batch_size=batch_size, workers=workers if engine == "local" else None,
+                          progress=progress_bar, engine=engine, ray_options=ray_options)
     data = report.to_dict()
     for note in data["notes"]:
         click.echo(f"note: {note}", err=True)
@@ -256,6 +275,8 @@ def demo_text(result: dict):
         yield f"{spec}: " + "  ".join(f"{k} {v:.3f}" for k, v in recall.items())
     yield f"report: {result['report']['report.html']}"
     yield f"next: imgsearch search 'a cat' --model {DEMO_MODELS[0]}   or   imgsearch serve"
+    yield ("judge the models on your own photos: imgsearch serve, then http://127.0.0.1:8000/judge "
+           "(or imgsearch judge --help)")
 
 
 @cli.command()

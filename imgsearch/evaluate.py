@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -471,7 +470,7 @@ def isolated_cost(spec: str, precision: str, index_dir: str, texts: list[str], k
         "rss_mb_before_load": before,
         "rss_mb_after_load": after_load,
         "model_rss_mb": after_load - before,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        "peak_rss_mb": _peak_rss_mb(),
         "cost_queries": len(texts),
         "cost_pid": os.getpid(),
     }
@@ -500,3 +499,13 @@ def _common_root(paths: list[str]) -> str:
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    """This address space's high-water mark (VmHWM). Not getrusage's ru_maxrss: across fork and
+    exec Linux keeps in it the parent's RSS at the fork, so a child would report the parent's."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    raise ImgsearchError("no VmHWM in /proc/self/status: peak memory needs Linux")

@@ -2,10 +2,12 @@
 
 Phase A (changes.py) writes what changed on disk; phase B (embed.py) embeds what lacks a
 vector; this module runs both under the writer lock and saves each model's FAISS file.
+Phase B runs here (engine "local") or on a Ray cluster (engine "ray": ray_engine.py).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,12 +16,13 @@ from typing import Callable, Iterable
 from .changes import FolderChanges, apply_folder_changes
 from .config import default_index_dir
 from .embed import EmbedTally, embed_pending
-from .errors import IndexMismatch
+from .errors import IndexMismatch, UsageError
 from .files import display_path, scan
 from .lock import WriteLock
 from .model_rows import register_model
 from .models import describe_spec, get_model, resolve
 from .progress import NullProgress, Progress
+from .ray_options import ENGINES, INSTALL_HINT, RayOptions
 from .store import DB_NAME, Store, reporting_corruption
 from .vectors import load_synced, remove_temp_files, save, sync, validate_factory
 
@@ -73,8 +76,13 @@ def index_folder(
     workers: int | None = None,
     progress: Progress = NullProgress,
     include: Callable[[str], bool] | None = None,
+    engine: str = "local",
+    ray_options: RayOptions | None = None,
 ) -> IndexReport:
     """Index every image under root (or those include(path) accepts) with every model."""
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    embed_on_ray = _ray_engine(ray_options or RayOptions()) if engine == "ray" else None
     specs = list(dict.fromkeys(resolve(s) for s in model_specs))
     index_dir = os.path.abspath(index_dir or default_index_dir())
     root = os.path.abspath(os.path.expanduser(root))
@@ -99,8 +107,14 @@ def index_folder(
             indexes = {row.id: load_synced(store, row)[0] for row in rows}
             try:
                 apply_folder_changes(store, root, entries, changes, workers, progress)
-                embed_pending(store, models, rows, indexes, tally, root=root, batch_size=batch_size,
-                              workers=workers, progress=progress)
+                if embed_on_ray is None:
+                    embed_pending(store, models, rows, indexes, tally, root=root, batch_size=batch_size,
+                                  workers=workers, progress=progress)
+                else:
+                    done = embed_on_ray(store, models, rows, tally, ray_options or RayOptions(), root=root,
+                                        batch_size=batch_size, progress=progress)
+                    report.notes.append(f"ray: {done.planned} shards ({done.from_disk} merged from files a "
+                                        f"killed run left, {done.computed} computed)")
             except KeyboardInterrupt:
                 report.interrupted = True
             finally:
@@ -114,6 +128,17 @@ def index_folder(
     report.take(changes, tally)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _ray_engine(options: RayOptions):
+    """ray_engine.embed_with_ray, imported on demand: Ray is an optional extra."""
+    options.check()
+    try:
+        return importlib.import_module(".ray_engine", __package__).embed_with_ray
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] in ("ray", "pyarrow"):
+            raise UsageError(INSTALL_HINT) from None
+        raise
 
 
 def drop_model(spec: str, index_dir: str | None = None) -> dict:

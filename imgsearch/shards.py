@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SHARD_DIR = "shards"  # under the index dir
-TARGET_IMAGES = 512  # mean images per shard: ~1 MB of vectors per 512-d model
 MAX_FACTOR = 4  # no shard holds more than MAX_FACTOR * target images
 MIN_FRACTION = 4  # nor fewer than target // MIN_FRACTION, but for the last one
 TEMP_PREFIX = ".tmp-"
@@ -76,7 +75,7 @@ class Shard:
         return [item.image_id for item in self.items]
 
 
-def cut(items: Sequence[WorkItem], models: Sequence[ShardModel], target: int = TARGET_IMAGES) -> list[Shard]:
+def cut(items: Sequence[WorkItem], models: Sequence[ShardModel], target: int) -> list[Shard]:
     """items (in path order) -> shards, the same for the same items in every run."""
     if target < 1:
         raise ValueError(f"shard target must be >= 1, got {target}")

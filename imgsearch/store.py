@@ -491,6 +491,40 @@ class Store:
 
         self.db["images"].insert_all(prepared(), batch_size=batch_size)
 
+    # -- shards (the Ray engine) and streamed FAISS builds --------------------------------
+    def image_hashes(self, status: Iterable[str] = ("ok", "pending")) -> dict[int, str | None]:
+        """Content hash of every image with one of these statuses, by id."""
+        status = list(status)
+        marks = ",".join("?" * len(status))
+        return dict(self.db.execute(f"select id, hash from images where status in ({marks})", status).fetchall())
+
+    def mark_decoded(self, rows: Iterable[tuple]) -> None:
+        """Many images decoded at once: (id, hash, width, height, taken_at, camera) each
+        becomes status ok with no reason."""
+        now = time.time()
+        self.db.conn.executemany(
+            "update images set status = 'ok', reason = null, hash = ?, width = ?, height = ?, taken_at = ?, "
+            "camera = ?, updated_at = ? where id = ?",
+            [(h, w, ht, taken, camera, now, image_id) for image_id, h, w, ht, taken, camera in rows],
+        )
+
+    def embedding_count_since(self, model_id: int, after_gen: int) -> int:
+        return self.db.execute("select count(*) from embeddings where model_id = ? and gen > ?",
+                               [model_id, after_gen]).fetchone()[0]
+
+    def embeddings_for(self, model_id: int, dim: int, image_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of these images that have a vector of the right length, in id order."""
+        ids, blobs = [], []
+        for chunk in _chunks(sorted(int(i) for i in image_ids), 500):
+            rows = self.db.execute(
+                f"select image_id, vector from embeddings where model_id = ? and length(vector) = ? "
+                f"and image_id in ({','.join('?' * len(chunk))}) order by image_id", [model_id, dim * 4, *chunk]
+            ).fetchall()
+            ids += [r[0] for r in rows]
+            blobs += [r[1] for r in rows]
+        vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), dim)
+        return np.asarray(ids, dtype=np.int64), vectors
+
 
 def _model_row(row: dict) -> ModelRow:
     return ModelRow(

@@ -177,6 +177,18 @@ def test_each_models_cost_is_measured_in_a_process_of_its_own(sample_eval):
     assert abs(costs[1]["rss_mb_after_load"] - costs[0]["rss_mb_after_load"]) < costs[0]["model_rss_mb"] / 2
 
 
+def test_the_isolated_peak_is_the_cost_process_own_not_its_callers(tmp_path, tiny_openclip):
+    photos = tmp_path / "photos"
+    write_samples(str(photos), ["cat.png", "coffee.png"])
+    dataset_file = write_captions(str(photos), {"cat.png": ["A cat."], "coffee.png": ["A cup of coffee."]})
+    ballast = np.ones(2 * 2**30 // 8)  # 2 GiB held (and touched) by the caller during the evaluation
+    results = evaluate(load_dataset(dataset_file), [tiny_openclip], str(tmp_path / "indexes"))
+    cost = results["models"][0]["cost"]
+    # getrusage's ru_maxrss would report the caller's RSS at the fork, ballast included.
+    assert cost["rss_mb_after_load"] <= cost["peak_rss_mb"] < ballast.nbytes / 2**20
+    del ballast
+
+
 REPEATED = {  # "A photo." is asked four times, each time of another image
     "cat.png": ["A photo.", "A cat."],
     "coffee.png": ["A photo.", "A cup of coffee."],

@@ -156,3 +156,27 @@ def test_a_token_server_shows_the_app_only_after_the_login_url(browser, site):
         search(tab, "a cat")
         assert TOKEN not in tab.evaluate("() => document.cookie")  # HttpOnly: no script can read it
         context.close()
+
+
+def test_the_judge_page_and_its_full_image_fit_a_phone(browser, site, tmp_path):
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    tab = context.new_page()
+    errors = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    tab.goto(site["url"] + "/judge")
+    expect(tab.locator("#add-summary")).to_contain_text("Add a query")
+    assert_fits(tab, "empty judge page")
+    tab.fill("#new-queries", "a cat on a phone\n")
+    tab.click("#add-form button[type=submit]")
+    expect(tab.locator(".judge-card").first).to_be_visible()
+    assert_fits(tab, "judge pool")
+    assert_inside_screen(tab, ".judge-card")
+    tab.keyboard.press("f")
+    expect(tab.locator("#full")).to_be_visible()
+    tab.wait_for_function("() => document.querySelector('#full-img').naturalWidth > 0")
+    assert_fits(tab, "judge full image")
+    assert_inside_screen(tab, "#full")
+    tab.screenshot(path=str(tmp_path / "phone-judge.png"), full_page=True)
+    context.close()
+    assert errors == []

@@ -1,7 +1,7 @@
 """Decoding images for requests (uploads, thumbnails) in bounded memory.
 
-A small file can describe a huge canvas: a 20 KB PNG of 13377 x 13377 one-bit pixels decodes
-to 171 MiB, a 2 KB WebP of 8000 x 6000 to 740 MB. So, for every image a request decodes:
+A small file can describe a huge canvas: an 11 KB PNG of 9459 x 9459 one-bit pixels decodes
+to 85 MiB, a 2 KB WebP of 8000 x 6000 peaked at 740 MiB. So, for every image a request decodes:
 
 1. The header is read first (no pixels). A canvas over the pixel limit (Pillow's own,
    Image.MAX_IMAGE_PIXELS, the one the indexer applies) is refused there, and so is one whose
@@ -22,6 +22,7 @@ import collections
 import ctypes
 import io
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 from PIL import ExifTags, Image, JpegImagePlugin
@@ -37,7 +38,7 @@ DECODE_THREADS = 2
 # not even tried on an upload. (MPO, a camera JPEG with extra frames, opens as JPEG.)
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
 # Bytes a decoder holds per pixel of the mode, beyond the image itself: measured on Pillow 13
-# (an 8000 x 6000 WebP peaked at 740 MB; libtiff may keep a second buffer).
+# (an 8000 x 6000 WebP peaked at 740 MiB; libtiff may keep a second buffer).
 FORMAT_FACTOR = {"WEBP": 4, "TIFF": 2}
 MAX_OUTPUT_PIXELS = 2048 * 2048  # a 100:1 strip is reduced too, not only a big square
 STRIP_BYTES = 4 * MIB  # converted and reduced this much at a time
@@ -56,7 +57,7 @@ def return_big_frees_to_the_os() -> bool:
 
     By default glibc raises its mmap threshold after the first big free (up to 32 MiB), so later
     canvas blocks come from per-thread heaps that keep their pages: with two decode threads,
-    eight serial 200 MiB decodes measured +484 MB of peak RSS instead of +206. A fixed threshold
+    eight 200 MiB decodes in turn peaked at +484 MiB of RSS, one alone at +206 MiB. A fixed threshold
     costs a page fault per page of each big allocation, which the models' tensors pay too.
     For a server process (`imgsearch serve`), not for a library import.
     """
@@ -125,7 +126,11 @@ class Decoder:
             raise
         # Released when the work ends, not when the request does: a client that hangs up does
         # not stop a decode that has started.
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self.budget.release, cost))
+        def release(_):
+            if not loop.is_closed():  # after shutdown there is no budget left to return to
+                loop.call_soon_threadsafe(self.budget.release, cost)
+
+        future.add_done_callback(release)
         return await asyncio.wrap_future(future)
 
     def close(self) -> None:
@@ -149,18 +154,23 @@ def open_image(data: bytes, max_pixels: int, min_side: int) -> tuple[Image.Image
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     # The warning comes as an error where another thread (the indexer's decode) has turned
     # warnings into errors: over the limit either way.
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise Refused(413, f"image too large: over the {max_pixels:,}-pixel limit") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise Refused(413, too_many_pixels(int(pixels.group(1)) if pixels else None, max_pixels)) from None
     except Image.UnidentifiedImageError:
         raise DecodeError("not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise DecodeError(f"cannot decode: {_one_line(e)}") from None
     width, height = image.size
     if width * height > max_pixels:
-        raise Refused(413, f"image too large: {width}x{height} is over the {max_pixels:,}-pixel limit")
+        raise Refused(413, too_many_pixels(width * height, max_pixels))
     if not width or not height or max(width, height) > MAX_ASPECT * min(width, height):
         raise DecodeError(f"aspect ratio over {MAX_ASPECT}:1 ({width}x{height})")
     return image, decode_cost(image, min_side)
+
+
+def too_many_pixels(pixels: int | None, max_pixels: int) -> str:
+    return f"image too large: {f'{pixels:,} pixels, ' if pixels else ''}over the {max_pixels:,}-pixel limit"
 
 
 def decode_cost(image: Image.Image, min_side: int) -> int:
