@@ -89,9 +89,10 @@ def recommend(models: list[dict], comparisons: list[dict] | None = None) -> dict
                      f"paired test (largest p = {worst_p:.3g} < {ALPHA})")
     else:
         others = ", ".join(f"`{m['label']}` (p = {tested[m['label']]['p_value']:.3g})" for m in tied[1:])
+        cheapest = ("it is also the cheapest of them" if pick is best
+                    else f"so the cheapest of them, `{pick['label']}`, is recommended for quality")
         statement = (f"`{best['label']}` has the best mean recall@k, but {others} cannot be told apart from it "
-                     f"(paired test p >= {ALPHA}): these are statistically indistinguishable, so the cheapest "
-                     f"of them, `{pick['label']}`, is recommended for quality")
+                     f"(paired test p >= {ALPHA}): these are statistically indistinguishable; {cheapest}")
     good_enough = [m for m in front if quality(m) >= BALANCE_SHARE * quality(best) or m in tied]
     balance = min(good_enough, key=lambda m: (latency(m), -quality(m)))
     quality_rule = ("highest mean text->image recall@k; among models statistically indistinguishable from the "

@@ -12,11 +12,13 @@ os.environ.setdefault("IMGSEARCH_CACHE_DIR", os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "imgsearch-tests"))
 
 import json  # noqa: E402
+import sys  # noqa: E402
 
 import open_clip  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from imgsearch.cli import main  # noqa: E402
 from imgsearch.samples import write_samples  # noqa: E402
 
 TINY_OPENCLIP_CFG = {
@@ -60,3 +62,15 @@ def photos(tmp_path) -> dict[str, str]:
 @pytest.fixture
 def index_dir(tmp_path) -> str:
     return str(tmp_path / "indexes")
+
+
+def run_imgsearch(capsys, monkeypatch, *args):
+    """Run `imgsearch ARGS` in-process; (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["imgsearch", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err

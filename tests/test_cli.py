@@ -4,24 +4,12 @@ import csv
 import io
 import json
 import os
-import sys
 
 import pytest
 
-from imgsearch.cli import main
 from imgsearch.samples import write_samples
 
-
-def run(capsys, monkeypatch, *args):
-    """Run `imgsearch ARGS` in-process; (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["imgsearch", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+from conftest import run_imgsearch as run
 
 
 def read_csv(text):

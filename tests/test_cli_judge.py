@@ -3,23 +3,12 @@ needs, JSON out, one-line errors with exit code 2 that write nothing."""
 
 import json
 import os
-import sys
 
 import pytest
 
-from imgsearch.cli import main
 from imgsearch.indexer import index_folder
 
-
-def run(capsys, monkeypatch, *args):
-    monkeypatch.setattr(sys, "argv", ["imgsearch", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+from conftest import run_imgsearch as run
 
 
 @pytest.fixture

@@ -53,6 +53,12 @@ def test_recommendation_prefers_the_cheaper_of_models_that_cannot_be_told_apart(
     assert rec["indistinguishable_from_best"] == ["slow-good", "fast"]
     assert rec["quality"]["model"] == "fast"
     assert "statistically indistinguishable" in rec["statement"] and "`fast` (p = 0.3)" in rec["statement"]
+    assert rec["statement"].endswith("so the cheapest of them, `fast`, is recommended for quality")
+    # When the best is also the cheapest of the tied models, it stays the pick.
+    models[0]["latency_ms"]["total"]["p50"] = 1
+    rec = recommend(models, comparisons)
+    assert rec["quality"]["model"] == "slow-good"
+    assert rec["statement"].endswith("statistically indistinguishable; it is also the cheapest of them")
 
 
 def test_without_paired_tests_the_recommendation_says_so():
