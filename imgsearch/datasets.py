@@ -2,7 +2,8 @@
 
 Formats, told apart by `load_dataset` from the spec alone:
   *.jsonl  one record per line, relative image paths:
-           captions {"image", "captions": [...]}, qrels {"query", "relevant": [...]},
+           captions {"image", "captions": [...]}, qrels {"query", "relevant": [...]} (optionally
+           "plus": [...], "minus": [...]: a compositional query, query + plus - minus),
            pairs {"image", "positive", "negatives": [...]}
   *.json   COCO captions (images[{id, file_name}], annotations[{image_id, caption}]) or a
            Karpathy split (images[{filepath?, filename, split, sentences[{raw}]}])
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from collections.abc import Iterator
 from typing import Any
@@ -49,6 +51,9 @@ LISTED = "listed"  # the relevance of formats that name each query's relevant im
 class Query:
     text: str
     relevant: list[str]  # absolute image paths
+    # A compositional query (qrels "plus"/"minus"): text + each plus - each minus (compose.py).
+    plus: tuple[str, ...] = ()
+    minus: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,9 @@ def _qrels(path, root, records, lang) -> EvalSet:
     image_root = _image_root(path, relevant[0][0], where[0], root)
     resolved = [_resolve(image_root, rel, [w] * len(rel)) for rel, w in zip(relevant, where)]
     images = list(dict.fromkeys(p for paths in resolved for p in paths))
-    queries = [Query(text, list(dict.fromkeys(paths))) for text, paths in zip(texts, resolved)]
+    terms = [{key: tuple(_strings(r[key], key, w)) for key in ("plus", "minus") if key in r}
+             for (_, r), w in zip(records, where)]
+    queries = [Query(text, list(dict.fromkeys(paths)), **extra) for text, paths, extra in zip(texts, resolved, terms)]
     return EvalSet(_name(path), "qrels-jsonl", image_root, images, queries, lang=lang, relevance=LISTED)
 
 
@@ -352,6 +359,64 @@ def _load_tuxpaint(folder: str, lang: str, relevance: str) -> EvalSet:
     evalset = _from_captions("tuxpaint", "tuxpaint", folder, records, where, lang, relevance)
     evalset.notes = notes + evalset.notes
     return evalset
+
+
+# `--lang all`: every language with captions for at least this share of the stamps, so that
+# each language's recall rests on nearly the same queries.
+ALL_LANGUAGES_SHARE = 0.9
+_LANG_CODE = re.compile(r"^[a-z]{2,3}([_@-][A-Za-z0-9]+)*$")
+
+
+def load_languages(spec: str, langs: list[str], **options) -> list[EvalSet]:
+    """One EvalSet per language, all over the same images (the union of the languages' sets,
+    in file order), so that languages compare on one collection; a language's queries are the
+    captions it has. "all" (tuxpaint) stands for every language with captions for at least
+    ALL_LANGUAGES_SHARE of the stamps, English first."""
+    langs = list(dict.fromkeys(langs))
+    for code in langs:
+        if code != "all":
+            check_lang(code)
+    if "all" in langs:
+        if spec != "tuxpaint" and not _has_stamp_captions(os.path.abspath(os.path.expanduser(spec))):
+            raise UsageError("--lang all needs a dataset with translations (tuxpaint stamps)")
+        folder = TUXPAINT_STAMPS if spec == "tuxpaint" else os.path.abspath(os.path.expanduser(spec))
+        everyone = tuxpaint_languages(folder)
+        langs = list(dict.fromkeys(c for code in langs for c in (everyone if code == "all" else [code])))
+    sets = [load_dataset(spec, lang=code, **options) for code in langs]
+    gallery = list(dict.fromkeys(path for evalset in sets for path in evalset.images))
+    for evalset in sets:
+        if len(evalset.images) < len(gallery):
+            evalset.notes.append(f"searched among the {len(gallery)} images shared by every language; "
+                                 f"{len(evalset.images)} have a caption in {evalset.lang!r}")
+        evalset.images = gallery
+    return sets
+
+
+def check_lang(code: str) -> str:
+    if not _LANG_CODE.match(code):
+        raise UsageError(f"unknown language code {code!r} (expected a code such as en, fr, pt_BR or 'all')")
+    return code
+
+
+def tuxpaint_languages(folder: str, share: float = ALL_LANGUAGES_SHARE) -> list[str]:
+    """Languages with captions for at least `share` of the stamps: English, then by coverage."""
+    counts: dict[str, int] = {}
+    stamps = 0
+    for directory, _, files in os.walk(folder):
+        present = set(files)
+        for name in files:
+            stem = name[:-4]
+            # The stamps the loader keeps: a caption file with a raster image beside it.
+            if (not name.endswith(".txt") or stem.endswith(_MIRROR_SUFFIX)
+                    or not any(stem + ext in present for ext in _STAMP_IMAGE_EXTENSIONS)):
+                continue
+            stamps += 1
+            for line in _read_text(os.path.join(directory, name)).splitlines()[1:]:
+                code, sep, text = line.partition(".utf8=")
+                if sep and text.strip() and _LANG_CODE.match(code.strip()):
+                    counts[code.strip()] = counts.get(code.strip(), 0) + 1
+    kept = sorted((c for c, n in counts.items() if n >= share * stamps), key=lambda c: (-counts[c], c))
+    return ["en", *(c for c in kept if c != "en")]
 
 
 def _stamp_caption(txt_path: str, lang: str) -> str | None:

@@ -45,6 +45,7 @@ def run_demo(index_dir: str | None = None, out_dir: str | None = None, models=DE
         "recall": {m["label"]: {k: v for k, v in m["t2i"].items() if k.startswith("recall@")} for m in results["models"]},
         "recall_ci95": {m["label"]: {k: v for k, v in m["t2i_ci95"].items() if k.startswith("recall@")}
                         for m in results["models"]},
+        "uncertainty": results["uncertainty"],
         "comparisons": [c for c in results["comparisons"] if c["metric"].startswith(("recall@", "mean_recall"))],
         "report": paths,
     }

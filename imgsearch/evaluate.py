@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from . import metrics, stats
-from .datasets import EvalSet
+from .compose import Term, describe, query_terms
+from .datasets import EvalSet, Query
 from .config import default_index_dir
 from .errors import ImgsearchError, UsageError
 from .indexer import index_folder
@@ -193,7 +194,7 @@ def _prepare(dataset, spec, precision, label, index_dir, factory, progress, stat
     return {
         "spec": spec, "label": label, "precision": precision, "index_dir": index_dir, "searcher": searcher,
         "ids": ids, "vectors": vectors, "position": position, "rows": rows,
-        "query_vectors": [], "served": [], "paths": {}, "timings": [],
+        "query_vectors": [], "plain_vectors": [], "served": [], "paths": {}, "timings": [],
         "indexing": _indexing_throughput(report, spec, dataset, precision),
     }
 
@@ -218,12 +219,14 @@ def _run_queries(dataset, prepared, measured, k_max, progress, status) -> None:
     status(f"{len(measured)} queries through the real search path of {len(prepared)} models")
     bar = progress(total=len(measured), desc="queries")
     for q in measured:
-        text = dataset.queries[q].text
+        text, terms = dataset.queries[q].text, query_terms_of(dataset.queries[q])
         for run in prepared:
             searcher = run["searcher"]
             searcher.clear_cache()  # measured queries encode, repeated texts too: no cache hit is timed
-            result = searcher.text(text, k_max)
-            run["query_vectors"].append(searcher.encode_text(text))  # the vector that search used, cached
+            result = searcher.text(text, k_max) if terms is None else searcher.terms(terms, k_max)
+            # the vector that search used (its texts are cached by now)
+            run["query_vectors"].append(searcher.encode_text(text) if terms is None else searcher.query_vector(terms))
+            run["plain_vectors"].append(searcher.encode_text(text))
             run["timings"].append(result.timing_ms)
             served = []
             for hit in result.results:
@@ -252,7 +255,7 @@ def _summarise(dataset, run, query_set, ks, k_max) -> dict:
         for row, n, rank in zip(scores, block, ranks):
             order = metrics.served_order(row, run["served"][n], relevant[n])
             records.append({
-                "query": dataset.queries[measured[n]].text,
+                "query": query_label(dataset.queries[measured[n]]),
                 "relevant": sorted(dataset.images[i] for i in query_set["relevant"][measured[n]] if rows[i] >= 0),
                 "topk": [run["paths"][int(ids[p])] for p in order],
                 "first_relevant_rank": int(rank),
@@ -287,12 +290,41 @@ def _summarise(dataset, run, query_set, ks, k_max) -> dict:
             served_ids[n, :len(served)] = ids[served]
         exact_ids = _padded(ids, exact_top, k_max)
         summary["ann_recall@k"] = {f"@{k}": metrics.ann_recall_at_k(served_ids, exact_ids, k) for k in ks}
+    composed = [n for n, q in enumerate(measured) if query_terms_of(dataset.queries[q]) is not None]
+    if composed:
+        summary["composition"] = _composition(run, composed, relevant, query_vectors, ks)
     if dataset.captions_per_image:
         text_vectors = _text_vectors(dataset, model, measured, query_vectors)
         summary["i2t"] = _i2t(dataset, run, query_set, text_vectors, ks)
     if dataset.pairs:
         summary["pairwise_accuracy"] = _pairwise(dataset, run, model)
     return summary
+
+
+def query_terms_of(query: Query) -> list[Term] | None:
+    """A dataset query's terms when it is compositional (plus/minus), else None."""
+    if not query.plus and not query.minus:
+        return None
+    return query_terms(query.text, plus=query.plus, minus=query.minus)
+
+
+def query_label(query: Query) -> str:
+    terms = query_terms_of(query)
+    return query.text if terms is None else describe(terms)
+
+
+def _composition(run: dict, composed: list[int], relevant: list[set[int]], query_vectors: np.ndarray, ks) -> dict:
+    """The effect of the plus/minus terms, per model: exact-search recall of the composed queries
+    with their terms and with their main text alone, on the same relevant images."""
+    plain = np.stack([run["plain_vectors"][n] for n in composed])
+    wanted = [relevant[n] for n in composed]
+    ranks = {name: metrics.first_relevant_ranks(metrics.exact_scores(vectors, run["vectors"]), wanted)
+             for name, vectors in (("with_terms", query_vectors[composed]), ("text_only", plain))}
+    out = {"queries": len(composed), "rule": "exact search over the indexed vectors; text_only drops plus/minus"}
+    for name, values in ranks.items():
+        out[name] = {**{f"recall@{k}": metrics.recall_at_k(values, k) for k in ks}, "mrr": metrics.mrr(values)}
+    out["difference"] = {key: out["with_terms"][key] - out["text_only"][key] for key in out["with_terms"]}
+    return out
 
 
 def per_query_values(records: list[dict], ks) -> dict[str, np.ndarray]:
@@ -320,31 +352,41 @@ def _uncertainty(models: list[dict], ks, resamples: int, seed: int) -> list[dict
     """A bootstrap interval for every t2i figure of every model (model["t2i_ci95"]) and a
     paired comparison for every pair of models on every figure (returned)."""
     values = [per_query_values(m["queries"], ks) for m in models]
-    names = list(values[0])
     texts = [[r["query"] for r in m["queries"]] for m in models]
     if any(t != texts[0] for t in texts):
         raise ImgsearchError("models answered different query sets; a paired comparison needs the same")
+    intervals, comparisons = intervals_and_comparisons([m["label"] for m in models], values, resamples, seed)
+    for model, interval in zip(models, intervals):
+        model["t2i_ci95"] = interval
+    return comparisons
+
+
+def intervals_and_comparisons(labels: list[str], values: list[dict[str, np.ndarray]], resamples: int,
+                              seed: int) -> tuple[list[dict], list[dict]]:
+    """values[i][name]: model i's per-query values of a figure, the same queries for every model.
+    Per model, each figure's bootstrap interval; per pair of models and figure, the paired
+    comparison. Every column is resampled with the same rows, so the pairs are paired."""
+    names = list(values[0])
     columns = np.column_stack([v[name] for v in values for name in names])
     means = stats.bootstrap_means(columns, resamples, seed)
-    intervals = stats.percentile_interval(means)
+    bounds = stats.percentile_interval(means)
     width = len(names)
-    for i, model in enumerate(models):
-        model["t2i_ci95"] = {name: intervals[i * width + j].tolist() for j, name in enumerate(names)}
+    intervals = [{name: bounds[i * width + j].tolist() for j, name in enumerate(names)} for i in range(len(labels))]
     comparisons = []
-    for i in range(len(models)):
-        for j in range(i + 1, len(models)):
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
             for n, name in enumerate(names):
                 a, b = i * width + n, j * width + n
                 difference = columns[:, a] - columns[:, b]
                 comparisons.append({
-                    "a": models[i]["label"], "b": models[j]["label"], "metric": name,
+                    "a": labels[i], "b": labels[j], "metric": name,
                     "difference": float(difference.mean()),
                     "ci95": stats.percentile_interval(means[:, a] - means[:, b]).tolist(),
                     "p_value": stats.sign_flip_p_value(difference, resamples, seed),
                     "queries": int(len(difference)),
                     "queries_differing": int(np.count_nonzero(difference)),
                 })
-    return comparisons
+    return intervals, comparisons
 
 
 def _batched_throughput(searcher: Searcher, texts: list[str], k: int) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import UsageError
+from .exclude import Exclusions
 
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .png .webp .gif .bmp .tif .tiff .jfif .ppm .pgm".split()
@@ -31,7 +32,7 @@ class Unreadable:
     folder: bool = False  # a folder that could not be listed: rows under it are kept, not swept
 
 
-def scan(root: str | os.PathLike) -> Iterator[FileEntry | Unreadable]:
+def scan(root: str | os.PathLike, exclusions: Exclusions | None = None) -> Iterator[FileEntry | Unreadable]:
     """Yield every image file under root, depth first, each folder in name order.
 
     Symlinked folders are followed once each: a folder whose real identity (device, inode)
@@ -43,10 +44,11 @@ def scan(root: str | os.PathLike) -> Iterator[FileEntry | Unreadable]:
         raise UsageError(f"folder not found: {root}")
     if not root_path.is_dir():
         raise UsageError(f"not a folder: {root}")
-    yield from _walk(os.path.abspath(root_path))
+    yield from _walk(os.path.abspath(root_path), exclusions)
 
 
-def _walk(root: str) -> Iterator[FileEntry | Unreadable]:
+def _walk(root: str, exclusions: Exclusions | None = None) -> Iterator[FileEntry | Unreadable]:
+    # exclusions (exclude.py) are asked before a folder is entered: a left-out folder is not listed.
     # An explicit stack of folder listings, not recursion: no tree is too deep to walk.
     seen: set[tuple[int, int]] = set()
     stack: list[Iterator[os.DirEntry]] = []
@@ -70,9 +72,11 @@ def _walk(root: str) -> Iterator[FileEntry | Unreadable]:
         except OSError:
             is_dir = False
         if is_dir:
-            folder = entry.path
+            if exclusions is None or not exclusions.excludes(entry.path, is_dir=True):
+                folder = entry.path
         elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
-            yield _file_entry(entry)
+            if exclusions is None or not exclusions.excludes(entry.path, is_dir=False):
+                yield _file_entry(entry)
 
 
 def _list_folder(folder: str, seen: set[tuple[int, int]]) -> list[os.DirEntry] | Unreadable | None:

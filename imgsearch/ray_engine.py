@@ -26,10 +26,11 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
+import pyarrow as pa
 import ray
 import torch
 from PIL import Image
@@ -41,9 +42,10 @@ from .embed import EmbedTally
 from .errors import DecodeError, ImgsearchError, ModelUnavailable, UsageError, first_line
 from .merge import MergeTally, merge_shard
 from .models import get_model
+from .models.base import default_device
 from .progress import NullProgress, Progress
 from .ray_options import RayOptions
-from .shards import SHARD_DIR, Shard, ShardModel, WorkItem
+from .shards import SHARD_DIR, Shard, ShardModel, plan, shard_models
 from .store import ModelRow, Store
 
 LOCAL_OBJECT_STORE_BYTES = 512 * 2**20  # a cluster started here for one run: pixels in flight, not a cache
@@ -55,44 +57,36 @@ NONE = ""
 class ShardReport:
     planned: int = 0  # shards of this run
     from_disk: int = 0  # complete files a killed run left, merged without computing
+    from_disk_vectors: int = 0  # their vectors: committed now, computed by the killed run
     computed: int = 0
     stale_removed: int = 0  # files of an earlier plan whose work changed since
     images: int = 0  # images in this run's shards
-    counts: dict = field(default_factory=dict)
-
-
-def shard_models(models: Sequence, rows: Sequence[ModelRow]) -> list[ShardModel]:
-    return [ShardModel(row.id, m.spec, m.dim, m.precision, m.fingerprint()) for m, row in zip(models, rows)]
-
-
-def plan(store: Store, targets: Sequence[ShardModel], root: str | None, shard_size: int) -> list[Shard]:
-    """The shards of what lacks a vector under root (None: everywhere), in path order."""
-    hashes = store.image_hashes()
-    items = [WorkItem(image_id, path, hashes.get(image_id), tuple(lacking))
-             for image_id, path, lacking in store.work_for([m.id for m in targets], root)]
-    return shards.cut(items, targets, shard_size)
 
 
 def embed_with_ray(store: Store, models: Sequence, rows: Sequence[ModelRow], tally: EmbedTally,
                    options: RayOptions, *, root: str | None = None, batch_size: int = 32,
                    progress: Progress = NullProgress) -> ShardReport:
     """Embed every image under root that lacks a vector of one of the models, on Ray; each
-    shard is committed into the store as it completes. The caller holds the WriteLock."""
+    shard is committed into the store as it completes. The caller holds the WriteLock.
+
+    tally.embedded counts the vectors this run computed, as the local engine's does (its
+    images/s is this run's work); what a killed run left in shard files is committed too but
+    counted apart, in the report's from_disk_vectors."""
     options = options.check()
     targets = shard_models(models, rows)
     folder = os.path.join(store.index_dir, SHARD_DIR)
     shards.remove_temp_files(folder)
     planned = plan(store, targets, root, options.shard_size)
-    report = ShardReport(planned=len(planned), images=sum(len(s.items) for s in planned))
-    merged = MergeTally()
+    report = ShardReport(planned=len(planned), images=sum(len(s) for s in planned))
+    merged, left = MergeTally(), MergeTally()
     bar = progress(total=report.images, desc="embedding")
     try:
         todo = []
         for shard in planned:
             if shards.is_complete(shard, folder):
-                merge_shard(store, shard, targets, folder, merged)
+                merge_shard(store, shard, targets, folder, left)
                 report.from_disk += 1
-                bar.update(len(shard.items))
+                bar.update(len(shard))
             else:
                 todo.append(shard)
         if todo:
@@ -101,7 +95,7 @@ def embed_with_ray(store: Store, models: Sequence, rows: Sequence[ModelRow], tal
                     shards.write(table, shard.file(folder))
                     merge_shard(store, shard, targets, folder, merged)
                     report.computed += 1
-                    bar.update(len(shard.items))
+                    bar.update(len(shard))
         for path in shards.stale_files(folder, planned):
             os.unlink(path)
             report.stale_removed += 1
@@ -109,7 +103,8 @@ def embed_with_ray(store: Store, models: Sequence, rows: Sequence[ModelRow], tal
         bar.close()
         for spec, n in merged.embedded.items():
             tally.embedded[spec] = tally.embedded.get(spec, 0) + n
-        tally.skipped += merged.skipped
+        report.from_disk_vectors = sum(left.embedded.values())
+        tally.skipped += left.skipped + merged.skipped
     return report
 
 
@@ -119,7 +114,9 @@ def connected(address: str | None):
     if ray.is_initialized():
         yield
         return
-    kwargs = {"address": address} if address else {"object_store_memory": LOCAL_OBJECT_STORE_BYTES}
+    # "local": a new cluster, never one that $RAY_ADDRESS or /tmp/ray/ray_current_cluster names
+    # (a cluster that died uncleanly leaves that file, and Ray would try to join it).
+    kwargs = {"address": address} if address else {"address": "local", "object_store_memory": LOCAL_OBJECT_STORE_BYTES}
     try:
         ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -131,14 +128,14 @@ def connected(address: str | None):
 
 
 def run_shards(todo: Sequence[Shard], targets: Sequence[ShardModel], options: RayOptions,
-               batch_size: int) -> Iterator[tuple[Shard, "shards.pa.Table"]]:
+               batch_size: int) -> Iterator[tuple[Shard, pa.Table]]:
     """Compute shards on the joined cluster; yield each (shard, its result table) as its last
     image comes back. Nothing is written here."""
     # Ray Data's INFO lines and progress bars would interleave with imgsearch's own bar.
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    ds = ray.data.from_items([_shard_row(i, shard, targets) for i, shard in enumerate(todo)],
+    ds = ray.data.from_items([_shard_row(i, shard) for i, shard in enumerate(todo)],
                              override_num_blocks=len(todo))
     gpu = options.gpus_per_worker > 0
     # CPU only: the same resources as the first model's actors, so that Ray fuses decoding into them.
@@ -149,7 +146,7 @@ def run_shards(todo: Sequence[Shard], targets: Sequence[ShardModel], options: Ra
         ds = ds.map_batches(
             EmbedActor, batch_size=batch_size, compute=ActorPoolStrategy(min_size=1, max_size=pool),
             fn_constructor_kwargs={"target": target, "slot": slot, "batch_size": batch_size,
-                                   "device": "cuda" if gpu else "cpu", "threads": max(1, int(options.cpus_per_worker)),
+                                   "gpu": gpu, "threads": max(1, int(options.cpus_per_worker)),
                                    "last": slot == len(targets) - 1},
             num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker or None,
         )
@@ -162,7 +159,7 @@ def run_shards(todo: Sequence[Shard], targets: Sequence[ShardModel], options: Ra
                 arrived[shard_index][int(batch["image_id"][j])] = _result_row(batch, j, targets)
                 touched.add(shard_index)
             for shard_index in sorted(touched):
-                if len(arrived[shard_index]) == len(todo[shard_index].items):
+                if len(arrived[shard_index]) == len(todo[shard_index]):
                     yield todo[shard_index], _table(todo[shard_index], arrived.pop(shard_index), targets)
     except ray.exceptions.RayError as e:  # a user-code failure too (UserCodeException is one)
         raise ImgsearchError(f"the Ray run failed: {_cause(e)}") from None
@@ -200,7 +197,10 @@ class EmbedActor:
     """One model, loaded once per actor: preprocess (in threads) and encode the images of a
     batch that need it. Refuses to start on a worker whose weights differ from the driver's."""
 
-    def __init__(self, target: ShardModel, slot: int, batch_size: int, device: str, threads: int, last: bool):
+    def __init__(self, target: ShardModel, slot: int, batch_size: int, gpu: bool, threads: int, last: bool):
+        # The GPU Ray gave this actor (CUDA_VISIBLE_DEVICES), or the CPU where torch sees none:
+        # a resource that only names a GPU, as in the tests' simulated cluster.
+        device = default_device() if gpu else "cpu"
         self.model = get_model(target.spec, device=device, precision=target.precision)
         fingerprint = self.model.fingerprint()
         if fingerprint != target.fingerprint:
@@ -238,11 +238,9 @@ class EmbedActor:
             return None, f"cannot preprocess: {e.__class__.__name__}: {str(e)[:200]}"
 
 
-def _shard_row(index: int, shard: Shard, targets: Sequence[ShardModel]) -> dict:
-    slots = {m.id: slot for slot, m in enumerate(targets)}
-    return {"shard": index, "ids": [item.image_id for item in shard.items],
-            "paths": [os.fsencode(item.path) for item in shard.items],
-            "needs": [sum(1 << slots[m] for m in item.models) for item in shard.items]}
+def _shard_row(index: int, shard: Shard) -> dict:
+    return {"shard": index, "ids": shard.image_ids, "paths": [os.fsencode(p) for p in shard.paths],
+            "needs": shard.needs}
 
 
 def _empty_piece() -> dict[str, list]:
@@ -289,9 +287,9 @@ def _result_row(batch: dict, j: int, targets: Sequence[ShardModel]) -> tuple:
 def _table(shard: Shard, rows: dict[int, tuple], targets: Sequence[ShardModel]):
     columns: dict[str, list] = {name: [] for name in shards.META_COLUMNS}
     vectors: dict[int, list] = {m.id: [] for m in targets}
-    for item in shard.items:
-        meta, vecs = rows[item.image_id]
-        columns["image_id"].append(item.image_id)
+    for image_id in shard.image_ids.tolist():
+        meta, vecs = rows[image_id]
+        columns["image_id"].append(image_id)
         for name, value in zip(("error", "hash", "width", "height", "taken_at", "camera"), meta):
             columns[name].append(value)
         for m in targets:

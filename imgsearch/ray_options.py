@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from types import ModuleType
 
 from .errors import UsageError
 
 ENGINES = ("local", "ray")
-INSTALL_HINT = "--engine ray needs Ray: pip install 'imgsearch-bench[ray]'"
+INSTALL_HINT = "this needs Ray: pip install 'imgsearch-bench[ray]'"
 DEFAULT_SHARD_IMAGES = 512  # mean images per shard: ~1 MB of vectors per 512-d model
 
 
@@ -28,3 +30,14 @@ class RayOptions:
         if self.shard_size < 1:
             raise UsageError("the shard size must be at least 1")
         return self
+
+
+def import_with_ray(module: str) -> ModuleType:
+    """A module that needs the ray extra (Ray, pyarrow), imported when first needed, so that
+    imgsearch works without it; UsageError with the install line when it is missing."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] in ("ray", "pyarrow"):
+            raise UsageError(INSTALL_HINT) from None
+        raise

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import html
-import io
 import json
 import os
 import time
@@ -17,6 +16,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: plots are rendered to SVG text
 import matplotlib.pyplot as plt  # noqa: E402
+
+from .report_languages import html_section, markdown_section  # noqa: E402
+from .report_tables import comparison_table, html_table, md_table, svg, with_ci  # noqa: E402
+from .report_judged import judged_html, judged_markdown, judged_out_dir, judged_rows  # noqa: E402
 
 BALANCE_SHARE = 0.9  # "balance" keeps at least this share of the best recall, at the least latency
 ALPHA = 0.05  # as in evaluate: p >= ALPHA means "not told apart from noise"
@@ -111,17 +114,20 @@ def recommend(models: list[dict], comparisons: list[dict] | None = None) -> dict
 
 
 def write_report(results: dict, out_dir: str | None = None) -> dict[str, str]:
-    out_dir = out_dir or default_out_dir(results)
+    """An evaluation's files: of a labelled dataset, or of judged pools (report_judged.py)."""
+    judged = results.get("kind") == "judged"
+    out_dir = out_dir or (judged_out_dir() if judged else default_out_dir(results))
     os.makedirs(out_dir, exist_ok=True)
-    results = {**results, "recommendation": recommend(results["models"], results.get("comparisons"))}
+    if not judged:
+        results = {**results, "recommendation": recommend(results["models"], results.get("comparisons"))}
     paths = {name: os.path.join(out_dir, name) for name in ("results.json", "results.csv", "report.md", "report.html")}
     with open(paths["results.json"], "w") as f:
         json.dump(results, f, indent=1, ensure_ascii=False)
-    _write_csv(results, paths["results.csv"])
+    _write_csv(judged_rows(results) if judged else summary_rows(results), paths["results.csv"])
     with open(paths["report.md"], "w") as f:
-        f.write(markdown(results))
+        f.write(judged_markdown(results) if judged else markdown(results))
     with open(paths["report.html"], "w") as f:
-        f.write(html_report(results))
+        f.write(judged_html(results) if judged else html_report(results))
     return paths
 
 
@@ -169,8 +175,7 @@ def summary_rows(results: dict) -> list[dict]:
     return rows
 
 
-def _write_csv(results: dict, path: str) -> None:
-    rows = summary_rows(results)
+def _write_csv(rows: list[dict], path: str) -> None:
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -181,8 +186,6 @@ def _write_csv(results: dict, path: str) -> None:
 # --- the tables both reports show -------------------------------------------------------
 
 
-def _with_ci(value: float, interval) -> str:
-    return f"{value:.3f}" if interval is None else f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def _number(value, digits: int = 1) -> str:
@@ -203,7 +206,7 @@ def quality_table(results: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for m in results["models"]:
         t2i, ci = m["t2i"], m.get("t2i_ci95", {})
-        row = [m["label"], str(t2i["queries"]), *(_with_ci(t2i[name], ci.get(name)) for name in metrics),
+        row = [m["label"], str(t2i["queries"]), *(with_ci(t2i[name], ci.get(name)) for name in metrics),
                f"{t2i['mean_rank']:.1f}", f"{t2i['median_rank']:.1f}"]
         if has_i2t:
             row += [f"{m['i2t'][f'recall@{k}']:.3f}" if "i2t" in m else "–" for k in ks]
@@ -233,14 +236,6 @@ def cost_table(results: dict) -> tuple[list[str], list[list[str]]]:
     return cols, rows
 
 
-def comparison_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    cols = ["a", "b", "metric", "a − b [95% CI]", "p-value", "queries differing", "verdict"]
-    rows = []
-    for c in results.get("comparisons", []):
-        verdict = "indistinguishable" if c["p_value"] >= ALPHA else ("a better" if c["difference"] > 0 else "b better")
-        rows.append([c["a"], c["b"], c["metric"], f"{c['difference']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]",
-                     f"{c['p_value']:.3g}", f"{c['queries_differing']} of {c['queries']}", verdict])
-    return cols, rows
 
 
 def _method_lines(results: dict) -> list[str]:
@@ -262,8 +257,6 @@ def _method_lines(results: dict) -> list[str]:
     return lines + [f"Note: {n}." for n in d["notes"]]
 
 
-def _md_table(cols: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def markdown(results: dict) -> str:
@@ -280,17 +273,19 @@ def markdown(results: dict) -> str:
         f"- {rec['statement']}.",
         f"- Pareto front (recall vs p50 latency): {', '.join(f'`{s}`' for s in rec['pareto_front'])}",
         "",
+        *markdown_section(results),
         "## Quality (text→image, with 95% intervals)",
         "",
-        *_md_table(*quality_table(results)),
+        *md_table(*quality_table(results)),
         "",
         "## Paired comparisons",
         "",
-        *(_md_table(*comparison_table(results)) if results.get("comparisons") else ["One model: nothing to compare."]),
+        *(md_table(*comparison_table(results["comparisons"], ALPHA)) if results.get("comparisons")
+          else ["One model: nothing to compare."]),
         "",
         "## Cost",
         "",
-        *_md_table(*cost_table(results)),
+        *md_table(*cost_table(results)),
         "",
         "## Method",
         "",
@@ -309,12 +304,6 @@ def markdown(results: dict) -> str:
 # --- plots --------------------------------------------------------------------------------
 
 
-def _svg(fig) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.index("<svg"):]
 
 
 def _short(spec: str) -> str:
@@ -344,7 +333,7 @@ def plot_recall(results: dict) -> str:
     ax.set_ylim(0, 1)
     ax.set_title("Recall@k per model")
     ax.legend(fontsize=8)
-    return _svg(fig)
+    return svg(fig)
 
 
 def plot_pareto(results: dict) -> str:
@@ -361,7 +350,7 @@ def plot_pareto(results: dict) -> str:
     ax.set_ylabel("mean recall@k (95% CI)")
     ax.set_title("Recall vs latency")
     ax.legend(fontsize=8)
-    return _svg(fig)
+    return svg(fig)
 
 
 def plot_latency(results: dict) -> str:
@@ -372,17 +361,12 @@ def plot_latency(results: dict) -> str:
     ax.set_xticks(range(1, len(models) + 1), [_short(m["label"]) for m in models], fontsize=8, rotation=10)
     ax.set_ylabel("ms per query (batch size 1, each encoding)")
     ax.set_title("Query latency distribution")
-    return _svg(fig)
+    return svg(fig)
 
 
 # --- HTML ---------------------------------------------------------------------------------
 
 
-def _html_table(cols: list[str], rows: list[list[str]]) -> str:
-    esc = html.escape
-    return "<table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr>" + "".join(
-        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in r) + "</tr>" for r in rows
-    ) + "</table>"
 
 
 def html_report(results: dict) -> str:
@@ -392,7 +376,7 @@ def html_report(results: dict) -> str:
         f"<li><b>{p}</b>: <code>{esc(rec[p]['model'])}</code> — {esc(rec[p]['rule'])}</li>"
         for p in ("speed", "balance", "quality")
     ) + f"<li>{esc(rec['statement'].replace('`', ''))}.</li>"
-    comparisons = (_html_table(*comparison_table(results)) if results.get("comparisons")
+    comparisons = (html_table(*comparison_table(results["comparisons"], ALPHA)) if results.get("comparisons")
                    else "<p>One model: nothing to compare.</p>")
     method = "".join(f"<li>{esc(line)}</li>" for line in _method_lines(results))
     defs = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in results["definitions"].items())
@@ -409,14 +393,15 @@ th:first-child, td:first-child {{ text-align: left; }}
 <p>{d['images']} images, {d['queries']} queries ({esc(d['format'])}, lang {esc(d['lang'])}, relevance
 {esc(d['relevance'])}); created {esc(results['created_at'])}.</p>
 <h2>Recommendation</h2><ul>{recs}</ul>
+{html_section(results)}
 <h2>Plots</h2><div class="plots">
 <div class="plot" id="plot-recall">{plot_recall(results)}</div>
 <div class="plot" id="plot-pareto">{plot_pareto(results)}</div>
 <div class="plot" id="plot-latency">{plot_latency(results)}</div>
 </div>
-<h2>Quality (text→image, with 95% intervals)</h2>{_html_table(*quality_table(results))}
+<h2>Quality (text→image, with 95% intervals)</h2>{html_table(*quality_table(results))}
 <h2>Paired comparisons</h2>{comparisons}
-<h2>Cost</h2>{_html_table(*cost_table(results))}
+<h2>Cost</h2>{html_table(*cost_table(results))}
 <h2>Method</h2><ul>{method}</ul>
 <h2>Definitions</h2><ul>{defs}</ul>
 <p>Every figure is in <code>results.json</code> beside this file, with per-query records to recompute it.</p>

@@ -2,8 +2,8 @@
 
 A shard is a run of images in path order, each with the models that lack its vector. Where a
 run ends is decided by the paths themselves (content-defined cuts: a shard of at least a quarter of
-the target size ends after a path whose digest is 0 modulo the target size, and none grows
-past MAX_FACTOR times the target), so the cuts of
+the target size ends after a path whose last two parts' digest is 0 modulo the target size, and
+none grows past MAX_FACTOR times the target), so the cuts of
 the same folder are the same in every run, whatever Ray's block layout: adding or removing
 files changes only the shards that hold them, and shards merged before a driver was killed
 leave the others' cuts as they were. A shard is named by a digest of what it holds (image ids,
@@ -27,6 +27,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .store import ModelRow, Store
 
 SHARD_DIR = "shards"  # under the index dir
 MAX_FACTOR = 4  # no shard holds more than MAX_FACTOR * target images
@@ -62,34 +64,71 @@ class ShardModel:
         return f"vector_{self.id}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Shard:
+    """A run of images in path order. Compact (arrays, no object per image): a plan holds every
+    shard of a run, about 100 bytes an image plus its path."""
+
     name: str
-    items: tuple[WorkItem, ...]
+    image_ids: np.ndarray  # int64
+    paths: tuple[str, ...]
+    needs: np.ndarray  # int64 bit masks: bit s set when the image lacks the vector of the plan's s-th model
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
 
     def file(self, folder: str) -> str:
         return os.path.join(folder, self.name + SUFFIX)
 
-    @property
-    def image_ids(self) -> list[int]:
-        return [item.image_id for item in self.items]
 
-
-def cut(items: Sequence[WorkItem], models: Sequence[ShardModel], target: int) -> list[Shard]:
-    """items (in path order) -> shards, the same for the same items in every run."""
+def cut(items: Iterable[WorkItem], models: Sequence[ShardModel], target: int) -> list[Shard]:
+    """items (in path order, streamed) -> shards, the same for the same items in every run."""
     if target < 1:
         raise ValueError(f"shard target must be >= 1, got {target}")
     key = _models_key(models)
+    slots = {m.id: slot for slot, m in enumerate(models)}
     shortest = max(1, target // MIN_FRACTION)
-    shards, current = [], []
+    shards, current = [], _Growing(key)
     for item in items:
-        current.append(item)
-        if len(current) >= MAX_FACTOR * target or (len(current) >= shortest and _ends_shard(item.path, target)):
-            shards.append(_shard(key, current))
-            current = []
-    if current:
-        shards.append(_shard(key, current))
+        current.add(item, sum(1 << slots[m] for m in item.models))
+        if len(current.ids) >= MAX_FACTOR * target or (len(current.ids) >= shortest and _ends_shard(item.path, target)):
+            shards.append(current.done())
+            current = _Growing(key)
+    if current.ids:
+        shards.append(current.done())
     return shards
+
+
+class _Growing:
+    """The shard being cut: its digest grows with it, so that no hash is kept."""
+
+    def __init__(self, key: bytes):
+        self.digest = hashlib.blake2b(key, digest_size=16)
+        self.ids, self.paths, self.needs = [], [], []
+
+    def add(self, item: WorkItem, needs: int) -> None:
+        self.digest.update(f"\n{item.image_id}\t{item.hash}\t{','.join(map(str, item.models))}".encode())
+        self.ids.append(item.image_id)
+        self.paths.append(item.path)
+        self.needs.append(needs)
+
+    def done(self) -> Shard:
+        return Shard(self.digest.hexdigest(), np.asarray(self.ids, dtype=np.int64), tuple(self.paths),
+                     np.asarray(self.needs, dtype=np.int64))
+
+
+def shard_models(models: Sequence, rows: Sequence[ModelRow]) -> list[ShardModel]:
+    """The ShardModel of each loaded model and its row in the index dir."""
+    return [ShardModel(row.id, m.spec, m.dim, m.precision, m.fingerprint()) for m, row in zip(models, rows)]
+
+
+def plan(store: Store, targets: Sequence[ShardModel], root: str | None, target: int) -> list[Shard]:
+    """The shards of what lacks a vector of one of targets under root (None: everywhere),
+    read from the store in batches."""
+    items = (WorkItem(image_id, path, hash_, tuple(lacking))
+             for batch in store.iter_work([m.id for m in targets], root)
+             for image_id, path, hash_, lacking in batch)
+    return cut(items, targets, target)
 
 
 def schema(models: Sequence[ShardModel]) -> pa.Schema:
@@ -133,7 +172,7 @@ def rows_in(path: str) -> int | None:
 
 
 def is_complete(shard: Shard, folder: str) -> bool:
-    return rows_in(shard.file(folder)) == len(shard.items)
+    return rows_in(shard.file(folder)) == len(shard)
 
 
 def read(path: str) -> pa.Table:
@@ -172,20 +211,16 @@ def _names(folder: str) -> list[str]:
 
 
 def _ends_shard(path: str, target: int) -> bool:
-    digest = hashlib.blake2b(os.fsencode(path), digest_size=8).digest()
+    # The file's name and its folder's, not the whole path: the same cuts wherever the library
+    # is mounted (and in every test's temporary folder), still varied where names repeat per folder.
+    folder, name = os.path.split(path)
+    digest = hashlib.blake2b(os.fsencode(os.path.join(os.path.basename(folder), name)), digest_size=8).digest()
     return int.from_bytes(digest, "big") % target == 0
 
 
 def _models_key(models: Sequence[ShardModel]) -> bytes:
     text = "\n".join(f"{m.id}\t{m.spec}\t{m.dim}\t{m.precision}\t{m.fingerprint}" for m in sorted(models, key=lambda m: m.id))
     return text.encode()
-
-
-def _shard(key: bytes, items: list[WorkItem]) -> Shard:
-    digest = hashlib.blake2b(key, digest_size=16)
-    for item in items:
-        digest.update(f"\n{item.image_id}\t{item.hash}\t{','.join(map(str, item.models))}".encode())
-    return Shard(digest.hexdigest(), tuple(items))
 
 
 def _vector_array(rows: list, dim: int) -> pa.Array:

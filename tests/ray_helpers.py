@@ -20,7 +20,7 @@ BATCH_SIZE = 4
 IMAGE_COLUMNS = "id, path, status, reason, hash, width, height, taken_at, camera"
 
 
-def image_folder(folder: str, variants: int = 1) -> str:
+def image_folder(folder: str, variants: int = 3) -> str:
     """The 15 sample photos, `variants` small rotated crops of each, a file that is not an
     image and an empty one."""
     photos = write_samples(folder)

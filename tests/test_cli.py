@@ -17,8 +17,9 @@ def read_csv(text):
 
 
 def as_csv_cells(rows):
-    """JSON rows as their CSV reads back: every cell a string, null an empty one."""
-    return [{k: "" if v is None else str(v) for k, v in row.items()} for row in rows]
+    """JSON rows as their CSV reads back: every cell a string, null an empty one, lists as JSON."""
+    return [{k: "" if v is None else json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v)
+             for k, v in row.items()} for row in rows]
 
 
 def test_models_json_lists_presets_and_offline_models(capsys, monkeypatch):

@@ -301,7 +301,8 @@ def test_hf_preprocess_gives_chw_tensors_and_naflex_gives_packed_patches(load, i
 
 def test_hf_info_reads_the_dimension_from_a_saved_config(hf_checkpoints):
     for kind, (folder, _, _) in hf_checkpoints.items():
-        assert HF.info(folder) == {"dim": HF_DIMS[kind], "offline": False}
+        # a local folder's name says nothing about its languages: not stated
+        assert HF.info(folder) == {"dim": HF_DIMS[kind], "offline": False, "languages": None}
         assert HF.weights_local(folder)
 
 
@@ -419,7 +420,8 @@ def test_openclip_local_forms_count_as_weights_on_disk(specs):
 
 def test_openclip_info_reads_the_dimension_without_loading(specs):
     for kind in OPENCLIP_FORMS:  # local-dir: its saved config; ARCH//ckpt: the registered arch
-        assert OPENCLIP.info(resolve(specs[kind]).partition(":")[2]) == {"dim": 32, "offline": False}
+        assert OPENCLIP.info(resolve(specs[kind]).partition(":")[2]) == {"dim": 32, "offline": False,
+                                                                          "languages": None}
     assert OPENCLIP.info("ViT-B-32/openai")["dim"] == 512  # a built-in config; no weights here
     assert OPENCLIP.info("hf-hub:imgsearch-test/no-such-model")["dim"] is None  # not in the cache
 

@@ -2,6 +2,7 @@
 the same index as the local engine, resumption from shard files and from a killed driver."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,10 +18,10 @@ from imgsearch.files import scan
 from imgsearch.indexer import index_folder
 from imgsearch.model_rows import register_model
 from imgsearch.models import get_model
-from imgsearch.ray_engine import plan, run_shards, shard_models
+from imgsearch.ray_engine import run_shards
 from imgsearch.ray_options import RayOptions
 from imgsearch.search import Searcher
-from imgsearch.shards import SHARD_DIR
+from imgsearch.shards import SHARD_DIR, plan, shard_models
 from imgsearch.store import Store
 
 from ray_helpers import (BATCH_SIZE, OBJECT_STORE_BYTES, RAY_ENV, SHARD_SIZE, assert_index_checks_out,
@@ -32,7 +33,7 @@ OPTIONS = RayOptions(shard_size=SHARD_SIZE, workers=1)  # one actor per model: a
 @pytest.fixture(scope="module")
 def cluster():
     os.environ.update(RAY_ENV)
-    context = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
                        logging_level="WARNING", log_to_driver=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()
@@ -74,7 +75,7 @@ def test_ray_gives_the_local_engines_ids_vectors_skips_and_search_results(
 
     again = index_folder(folder, specs, index_dir, batch_size=BATCH_SIZE, engine="ray", ray_options=OPTIONS)
     assert again.embedded == {spec: 0 for spec in specs}
-    assert again.notes == ["ray: 0 shards (0 merged from files a killed run left, 0 computed)"]
+    assert again.notes == ["ray: 0 shards (0 merged from files a killed run left, holding 0 vectors; 0 computed)"]
 
 
 def test_shard_files_on_disk_are_merged_and_only_a_short_one_is_computed_again(
@@ -91,16 +92,22 @@ def test_shard_files_on_disk_are_merged_and_only_a_short_one_is_computed_again(
     store.close()
     assert len(planned) >= 4
     shard_dir = os.path.join(index_dir, SHARD_DIR)
+    vectors = {}  # per shard, the images that decoded: those with a vector
     for shard, table in run_shards(planned, targets, OPTIONS, BATCH_SIZE):
+        vectors[shard.name] = len(shards.vectors_of(table, targets[0])[0])
         if shard is planned[1]:
-            table = table.slice(0, len(shard.items) - 1)
+            table = table.slice(0, len(shard) - 1)
         shards.write(table, shard.file(shard_dir))
+    n_images = len(os.listdir(folder)) - 2
+    assert sum(vectors.values()) == n_images
 
     report = index_folder(folder, [tiny_openclip], index_dir, batch_size=BATCH_SIZE, engine="ray",
                           ray_options=OPTIONS)
+    left = n_images - vectors[planned[1].name]
     assert report.notes == [f"ray: {len(planned)} shards ({len(planned) - 1} merged from files a killed run left, "
-                            "1 computed)"]
-    assert report.embedded == {tiny_openclip: len(planned[1].items)}
+                            f"holding {left} vectors; 1 computed)"]
+    # embedded: what this run computed; the killed run's vectors were committed, not embedded again
+    assert report.embedded == {tiny_openclip: vectors[planned[1].name]}
     assert_same_index(snapshot(index_dir, [tiny_openclip]), snapshot(local_index, [tiny_openclip]))
     assert_index_checks_out(index_dir)
     assert os.listdir(shard_dir) == []
@@ -119,6 +126,7 @@ def test_a_driver_killed_mid_run_resumes_to_the_clean_runs_index(cluster, folder
     deadline = time.monotonic() + 120
     while committed_vectors(index_dir) == 0 and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    driver.send_signal(signal.SIGSTOP)  # frozen: what it committed cannot change while it is counted
     assert driver.poll() is None, "the run ended before it could be killed: " + driver.stderr.read().decode()[-500:]
     kept = committed_vectors(index_dir)
     driver.send_signal(signal.SIGKILL)
@@ -126,9 +134,13 @@ def test_a_driver_killed_mid_run_resumes_to_the_clean_runs_index(cluster, folder
     assert 0 < kept < n_images
 
     report = index_folder(folder, specs, index_dir, batch_size=BATCH_SIZE, engine="ray", ray_options=OPTIONS)
-    assert report.embedded[tiny_openclip] <= n_images - kept  # what was committed is not embedded again
+    # Every vector the killed run did not commit is merged from its shard file or computed, once.
+    held = int(re.search(r"holding (\d+) vectors", report.notes[-1]).group(1))
+    assert report.embedded[tiny_openclip] + held == n_images - kept
     assert_same_index(snapshot(index_dir, specs), snapshot(local_index, specs))
     assert_index_checks_out(index_dir)
+    again = index_folder(folder, specs, index_dir, batch_size=BATCH_SIZE, engine="ray", ray_options=OPTIONS)
+    assert again.embedded == {tiny_openclip: 0} and os.listdir(os.path.join(index_dir, SHARD_DIR)) == []
 
 
 def test_without_ray_the_ray_engine_says_in_one_line_how_to_install_it(tmp_path, photos, tiny_openclip,
@@ -140,5 +152,5 @@ def test_without_ray_the_ray_engine_says_in_one_line_how_to_install_it(tmp_path,
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2
-    assert capsys.readouterr().err.splitlines() == ["Error: --engine ray needs Ray: pip install 'imgsearch-bench[ray]'"]
+    assert capsys.readouterr().err.splitlines() == ["Error: this needs Ray: pip install 'imgsearch-bench[ray]'"]
     assert not os.path.exists(tmp_path / "index")

@@ -225,3 +225,17 @@ def test_the_judge_page_is_one_url_under_the_page_policy(site):
         body = get(site["url"], path).body
         assert b"https://" not in body and b"http://" not in body, path
     assert b'href="/judge"' in get(site["url"], "/").body  # the main page links to it
+
+
+def test_the_server_pools_each_model_at_its_stored_precision_as_the_cli_does(photos, index_dir, tiny_openclip):
+    # The search page opens searchers at "auto"; a pool must come from the precision the vectors
+    # were made at, or the page and `imgsearch judge pool` could pool different images.
+    index_folder(os.path.dirname(photos["cat.png"]), [tiny_openclip], index_dir, precision="int8")
+    with Judging(index_dir) as judging:
+        judging.add_queries(QUERIES)
+        cli = {q: [e["image_id"] for e in judging.pool(q, DEPTH, unjudged_only=False)] for q in QUERIES}
+    app = create_app(index_dir)
+    with BackgroundServer(app) as server:
+        for q in QUERIES:
+            assert [image["id"] for image in pool({"url": server.url}, q)["images"]] == cli[q]
+        assert app.state.web.judging.searcher(tiny_openclip).model.precision == "int8"

@@ -1,8 +1,9 @@
 """The Judge page in headless Chromium (Debian's, as in test_web_browser.py): queries typed in,
-a pool judged by keyboard on real photos, kept across a server restart, exported as qrels;
-two judges' agreement; the page on a 390 px phone."""
+a pool judged by keyboard on real photos, kept across a server restart, exported as qrels and
+scored by `eval --judged`; two judges' agreement; the page on a 390 px phone."""
 
 import json
+import math
 import os
 
 import pytest
@@ -14,6 +15,8 @@ from imgsearch.judge import Judging, cohen_kappa
 from imgsearch.search import Searcher
 from imgsearch.web import BackgroundServer, create_app
 from test_web_browser import CHROMIUM, CHROMIUM_ARGS
+
+from conftest import run_imgsearch as run
 
 DEPTH = 3
 QUERIES = ["a cat", "a rocket launch"]
@@ -102,7 +105,27 @@ def assert_blind(tab: Tab, models: list[str]) -> None:
             assert word not in text.lower(), word
 
 
-def test_a_pool_judged_by_keyboard_is_kept_across_a_restart_and_exported_as_qrels(browser, indexed, tmp_path):
+def assert_recomputes(model: dict, qrels: dict[str, list[str]], ks: list[int]) -> None:
+    """A model's figures in results.json, computed again from qrels and its rankings alone."""
+    per_query = {f"precision@{k}": [] for k in ks} | {f"recall@{k}": [] for k in ks} | {"mrr": [], "ndcg": []}
+    for record in model["queries"]:
+        relevant = set(qrels[record["query"]])
+        ranking = [os.path.normpath(r["path"]) for r in record["results"]]
+        assert [r["judgment"] for r in record["results"]] == [p in relevant for p in ranking]
+        hits = [p in relevant for p in ranking]
+        for k in ks:
+            per_query[f"precision@{k}"].append(sum(hits[:k]) / k)
+            per_query[f"recall@{k}"].append(sum(hits[:k]) / len(relevant))
+        per_query["mrr"].append(1 / (hits.index(True) + 1) if True in hits else 0.0)
+        dcg = sum(1 / math.log2(n + 2) for n, hit in enumerate(hits[:DEPTH]) if hit)
+        per_query["ndcg"].append(dcg / sum(1 / math.log2(n + 2) for n in range(min(len(relevant), DEPTH))))
+    for name, values in per_query.items():
+        figure = model["figures"][f"ndcg@{DEPTH}" if name == "ndcg" else name]
+        assert figure == pytest.approx(sum(values) / len(values)), name
+
+
+def test_a_pool_judged_by_keyboard_is_kept_across_a_restart_and_exported_as_qrels(browser, indexed, tmp_path,
+                                                                                capsys, monkeypatch):
     index_dir = indexed["index_dir"]
     sizes = {q: pool_size(indexed, q) for q in QUERIES}
     keyed: dict[str, dict[int, bool]] = {}
@@ -186,9 +209,21 @@ def test_a_pool_judged_by_keyboard_is_kept_across_a_restart_and_exported_as_qrel
     assert exported == {q: relevant for q, relevant in wanted.items() if relevant}
     assert all(exported.values())
 
-    # -- eval --judged (issue #11): not written yet. Here it runs `imgsearch eval --judged` on
-    # index_dir with the qrels in `out`, and checks that its figures recompute from `out` and
-    # its results.json.
+    # Every model scored on what the browser judged: each figure recomputes from the exported
+    # qrels and the rankings in results.json.
+    report = tmp_path / "report"
+    code, _, err = run(capsys, monkeypatch, "eval", "--judged", "--index-dir", index_dir, "--depth", str(DEPTH),
+                       "--out", str(report), "--bootstrap", "200")
+    assert code == 0, err
+    results = json.loads((report / "results.json").read_text())
+    assert {m["spec"] for m in results["models"]} == set(indexed["models"])
+    assert results["judged"]["measured"] == len(exported)
+    assert results["judged"]["judged_pairs"] == sum(sizes.values()) == results["judged"]["pooled_pairs"]
+    for model in results["models"]:
+        assert model["unjudged"]["pairs"] == 0 and [r["query"] for r in model["queries"]] == list(exported)
+        assert_recomputes(model, exported, results["ks"])
+    markdown = (report / "report.md").read_text()
+    assert f"Pool depth: {DEPTH}" in markdown and f"Queries: {len(exported)} measured of {len(QUERIES)}" in markdown
 
 
 def test_two_judges_on_a_suggested_query_get_their_agreement(browser, indexed):

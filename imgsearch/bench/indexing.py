@@ -8,7 +8,10 @@ PNGs made from real images):
             correct loop, not rclip (rclip batches and decodes ahead); its fp32 vectors are the
             reference for every cosine.
   forward:  the model alone on pre-made tensors at the pipeline's batch size, for each
-            precision: the compute ceiling the pipeline can at best reach.
+            precision, in a fresh child process like the pipeline's (bench/index_child.py):
+            the compute ceiling the pipeline can at best reach. In the parent, beside the
+            naive loop's decodes and a model per precision, one run measured bf16 at 7.4
+            img/s while the whole pipeline in a child reached 22-33.
   pipeline: imgsearch.indexer.index_folder into a fresh index dir, for each precision, in a
             child process (bench/index_child.py) that loads and warms up the model first, so
             that its peak RSS is measured too; its vectors are read back from the store.
@@ -143,14 +146,14 @@ def run_indexing_bench(
     corpus = corpus_facts(paths, time.perf_counter() - corpus_started)
     spec = given_spec or save_random_openclip(os.path.join(root, "models"), BENCH_ARCH)
     fp32_model = get_model(spec, precision="fp32")
-    models = {p: get_model(spec, precision=p) for p in precisions}
-
-    tensors = pipeline_tensors(fp32_model, paths, batch_size * FORWARD_BATCHES)
+    work = tempfile.TemporaryDirectory(prefix="imgsearch-bench-tensors-")
+    tensors_file = os.path.join(work.name, "tensors.pt")
+    torch.save(pipeline_tensors(fp32_model, paths, batch_size * FORWARD_BATCHES), tensors_file)
     screen = {}
-    for precision, model in models.items():
-        say(f"warm-up and screen, forward {precision}")
-        screen[precision] = forward_screen(model, tensors[:batch_size])
-    fp32_model.encode_pixels(tensors[:1])  # the naive arm's warm-up, at its batch size of 1
+    for precision in precisions:
+        say(f"screen, forward {precision}")
+        screen[precision] = forward_screen(tensors_file, spec, precision, batch_size)
+    fp32_model.encode_pixels(torch.load(tensors_file, weights_only=True)[:1])  # the naive arm's warm-up, batch 1
     chosen = list(pipeline_precisions) if pipeline_precisions is not None else fast_precisions(screen)
     arms = [("naive", None), *(("forward", p) for p in precisions),
             *(("pipeline", p) for p in precisions if p in chosen)]
@@ -165,7 +168,7 @@ def run_indexing_bench(
             if kind == "naive":
                 entry["naive"], vectors = naive_loop(fp32_model, paths)
             elif kind == "forward":
-                entry["forward"][precision], vectors = forward_round(models[precision], tensors, batch_size)
+                entry["forward"][precision], vectors = forward_run(tensors_file, spec, precision, batch_size)
             else:
                 entry["pipeline"][precision], vectors = pipeline_run(
                     folder, spec, precision, batch_size, workers, len(paths), read_vectors=r == 0)
@@ -173,6 +176,7 @@ def run_indexing_bench(
                 first[(kind, precision)] = vectors
         entry["ratios"] = round_ratios(entry)
         measured.append(entry)
+    work.cleanup()
 
     naive_vectors = first[("naive", None)]
     naive = {"label": NAIVE_LABEL, "batch_size": 1, **summarise([m["naive"] for m in measured]),
@@ -276,27 +280,23 @@ def pipeline_tensors(model: EmbeddingModel, paths: list[str], n: int) -> torch.T
     return torch.stack([model.preprocess(read_and_decode(paths[i % len(paths)]).image) for i in range(n)])
 
 
-def forward_screen(model: EmbeddingModel, batch: torch.Tensor) -> float:
-    """Warm-up at the timed batch size (weights paged in, kernels chosen for that shape), then
-    images/s of one more batch: enough to tell a precision 10x slower than fp32."""
-    model.encode_pixels(batch)
-    begun = time.perf_counter()
-    model.encode_pixels(batch)
-    return _rate(len(batch), time.perf_counter() - begun)
+def forward_screen(tensors_file: str, spec: str, precision: str, batch_size: int) -> float:
+    """images/s of one batch after the warm-up batch, in a child: enough to tell a precision
+    10x slower than fp32."""
+    figures, _ = forward_run(tensors_file, spec, precision, batch_size, budget_s=0.0)
+    return figures["images_per_s"]
 
 
-def forward_round(model: EmbeddingModel, tensors: torch.Tensor, batch_size: int) -> tuple[dict, np.ndarray]:
-    """The model alone, batch after batch of ready tensors; the vectors of the timed batches."""
-    outputs, seconds = [], 0.0
-    for start in range(0, len(tensors), batch_size):
-        batch = tensors[start:start + batch_size]
-        begun = time.perf_counter()
-        outputs.append(model.encode_pixels(batch))
-        seconds += time.perf_counter() - begun
-        if seconds >= FORWARD_BUDGET_S:
-            break
-    vectors = np.concatenate(outputs)
-    return {"images_per_s": _rate(len(vectors), seconds), "seconds": seconds, "batches": len(outputs)}, vectors
+def forward_run(tensors_file: str, spec: str, precision: str, batch_size: int,
+                budget_s: float = FORWARD_BUDGET_S) -> tuple[dict, np.ndarray]:
+    """The model alone on the saved tensors, in a fresh child process (bench/index_child.py),
+    warmed up at batch_size; the vectors of the timed batches."""
+    with tempfile.TemporaryDirectory(prefix="imgsearch-bench-forward-") as folder:
+        vectors_file = os.path.join(folder, "vectors.npy")
+        child = run_module(INDEX_CHILD, ["forward", tensors_file, spec, precision, batch_size, budget_s, vectors_file])
+        vectors = np.load(vectors_file)
+    return {"images_per_s": _rate(child["images"], child["seconds"]), "seconds": child["seconds"],
+            "batches": child["batches"]}, vectors
 
 
 def pipeline_run(folder: str, spec: str, precision: str, batch_size: int, workers: int | None,
@@ -332,7 +332,7 @@ def peak_rss_of_indexing(folder: str, spec: str, batch_size: int, workers: int |
 def index_in_child(folder: str, spec: str, index_dir: str, precision: str, batch_size: int,
                    workers: int | None) -> dict:
     """index_folder in a child process, the model loaded and warmed up first (bench/index_child.py)."""
-    child = run_module(INDEX_CHILD, [folder, spec, index_dir, precision, batch_size, workers])
+    child = run_module(INDEX_CHILD, ["index", folder, spec, index_dir, precision, batch_size, workers])
     return {"seconds": child["seconds"], "embedded": child["embedded"], "skipped": child["skipped"],
             "peak_rss_bytes": child["peak_kb"] * 1024, "rss_before_index_bytes": child["before_kb"] * 1024,
             "peak_growth_bytes": (child["peak_kb"] - child["before_kb"]) * 1024, "peak_reset": child["peak_reset"]}

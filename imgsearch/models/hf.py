@@ -42,6 +42,7 @@ from transformers import (
 )
 
 from ..errors import ModelUnavailable, UsageError, first_line
+from . import languages
 from .base import EmbeddingModel, ModelFamily, cast, files_digest, torch_dtype
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -59,6 +60,7 @@ KNOWN_DIMS = {
     "Salesforce/blip-itm-base-flickr": 256,
     "Salesforce/blip-itm-large-coco": 256,
     "Salesforce/blip-itm-large-flickr": 256,
+    "google/siglip-base-patch16-256-multilingual": 768,
 }
 
 
@@ -84,7 +86,7 @@ class HfFamily(ModelFamily):
             dim = _adapter_for(name, config)[1].config_dim(config)
         except (OSError, ValueError, UsageError):
             dim = KNOWN_DIMS.get(name)
-        return {"dim": dim, "offline": False}
+        return {"dim": dim, "offline": False, "languages": languages.from_checkpoint_name(name, _is_local(name))}
 
     def weights_local(self, name: str) -> bool:
         """A saved folder, or a hub id already in the HF cache."""

@@ -26,6 +26,7 @@ from open_clip.transformer import (
 from PIL import Image
 
 from ..errors import ModelUnavailable, UsageError, first_line
+from . import languages
 from .base import EmbeddingModel, ModelFamily, cast, files_digest
 
 SCHEMAS = ("local-dir:", "hf-hub:")
@@ -61,7 +62,9 @@ class OpenClipFamily(ModelFamily):
         return f"{arch}/{tag}"
 
     def info(self, name: str) -> dict:
-        return {"dim": _embed_dim(name), "offline": False}
+        local = name.startswith("local-dir:") or _is_path(split(name)[1] or "")
+        return {"dim": _embed_dim(name), "offline": False,
+                "languages": languages.from_checkpoint_name(name, local)}
 
     def weights_local(self, name: str) -> bool:
         """A local file/dir, or a tag already in the HF cache."""

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..judge import Judging, SearchFn
+from ..judge import Judging
 from .catalog import Catalog, SearcherPool
 from .decoding import Decoder
 from .indexing import IndexJob
@@ -33,20 +33,17 @@ class WebState:
              decoder: Decoder) -> "WebState":
         index_dir = os.path.abspath(index_dir)
         catalog, searchers = Catalog(index_dir, create=allow_indexing), SearcherPool(index_dir)
+        # Judging keeps searchers of its own, at each model row's stored precision, as the CLI's
+        # judging does: the search page's are at "auto", which may encode queries at another
+        # precision and so pool other images than `imgsearch judge pool` does.
         return cls(index_dir, os.path.abspath(reports_dir), allow_indexing, max_upload_bytes,
-                   catalog, searchers, ThumbCache(index_dir), IndexJob(index_dir), decoder,
-                   Judging(index_dir, search=pooled_search(searchers)))
+                   catalog, searchers, ThumbCache(index_dir), IndexJob(index_dir), decoder, Judging(index_dir))
 
     def close(self) -> None:
         self.decoder.close()
         self.searchers.close()
         self.judging.close()
         self.catalog.close()
-
-
-def pooled_search(searchers: SearcherPool) -> SearchFn:
-    """Judging's pools from the server's own searchers: a model loaded once serves both pages."""
-    return lambda spec, query, depth: [r["id"] for r in searchers.run(spec, lambda s: s.text(query, depth)).results]
 
 
 def web_state(request: Request) -> WebState:

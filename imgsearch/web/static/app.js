@@ -80,6 +80,7 @@ function route() {
   if (view === "search") {
     const model = params.get("model");
     if (model) $("#model").value = model;
+    setRefinements(params);
     if (params.get("like")) return searchSimilar(Number(params.get("like")));
     if (params.get("q")) {
       $("#q").value = params.get("q");
@@ -105,6 +106,45 @@ function currentK() {
   return Math.min(24, state.info ? state.info.max_k : 24);
 }
 
+// -- filters and plus/minus terms: the same query parameters as /api/search and the CLI's options
+
+const FILTER_CONTROLS = { in: "#f-in", after: "#f-after", before: "#f-before", camera: "#f-camera",
+  min_score: "#f-min-score" };
+const TERM_CONTROLS = { plus: "#f-plus", minus: "#f-minus" };
+
+function splitTerms(text) {
+  return text.split(",").map((term) => term.trim()).filter(Boolean);
+}
+
+function filterParams() {
+  const out = {};
+  for (const [key, selector] of Object.entries(FILTER_CONTROLS)) out[key] = $(selector).value.trim();
+  return out;
+}
+
+function termParams() {
+  const out = {};
+  for (const [key, selector] of Object.entries(TERM_CONTROLS)) out[key] = splitTerms($(selector).value);
+  return out;
+}
+
+function setRefinements(params) {
+  let any = false;
+  for (const [key, selector] of Object.entries(FILTER_CONTROLS)) {
+    $(selector).value = params.get(key) || "";
+    any ||= Boolean(params.get(key));
+  }
+  for (const [key, selector] of Object.entries(TERM_CONTROLS)) {
+    $(selector).value = params.getAll(key).join(", ");
+    any ||= params.getAll(key).length > 0;
+  }
+  if (any) $("#refine").open = true;
+}
+
+function filterNote(result) {
+  return result.matched === undefined ? "" : ` · ${result.matched} image${result.matched === 1 ? "" : "s"} match the filter`;
+}
+
 function runPaged(fetchPage, label) {
   state.page = { fetchPage, label, offset: 0 };
   $("#results").replaceChildren();
@@ -121,7 +161,8 @@ async function loadPage() {
     if (state.page !== page) return;  // a newer search started meanwhile
     $("#results").append(...result.results.map((hit) => card(hit, { similar: true })));
     const shown = page.offset + result.results.length;
-    say(summary, `${shown} result${shown === 1 ? "" : "s"} for ${page.label} with ${result.model} ` +
+    const label = result.terms ? `“${visible(result.query)}”` : page.label;  // a composed query as the server read it
+    say(summary, `${shown} result${shown === 1 ? "" : "s"} for ${label} with ${result.model}${filterNote(result)} ` +
       `· ${result.timing_ms.total} ms`);
     page.offset = shown;
     $("#more").hidden = result.results.length < currentK() || shown > state.info.max_offset;
@@ -132,21 +173,24 @@ async function loadPage() {
 
 function searchText(text) {
   const model = $("#model").value;
-  return runPaged((offset, k) => api(`/api/search?${query({ q: text, model, k, offset })}`), `“${text}”`);
+  const refine = { ...filterParams(), ...termParams() };
+  return runPaged((offset, k) => api(`/api/search?${query({ q: text, model, k, offset, ...refine })}`), `“${text}”`);
 }
 
 function searchSimilar(id) {
   const model = $("#model").value;
-  return runPaged((offset, k) => api(`/api/similar?${query({ id, model, k, offset })}`), `images like #${id}`);
+  const filters = filterParams();
+  return runPaged((offset, k) => api(`/api/similar?${query({ id, model, k, offset, ...filters })}`), `images like #${id}`);
 }
 
 function searchUpload(file) {
   const model = $("#model").value;
+  const filters = filterParams();
   showView("search");
   return runPaged((offset, k) => {
     const form = new FormData();
     form.append("file", file);
-    return api(`/api/search/image?${query({ model, k, offset })}`, { method: "POST", body: form });
+    return api(`/api/search/image?${query({ model, k, offset, ...filters })}`, { method: "POST", body: form });
   }, `images like ${visible(file.name)}`);
 }
 
@@ -159,10 +203,14 @@ function card(hit, { similar }) {
       el("span", { class: "rank", text: `#${hit.rank}` }),
       el("span", { class: "score", text: hit.score.toFixed(3), title: "cosine similarity" }),
       el("span", { class: "name", text: name, title: visible(hit.path) })));
+  if (hit.date) {
+    figure.querySelector("figcaption").append(el("span", { class: "date", text: `${hit.date.slice(0, 16).replace("T", " ")} (${hit.date_source})`,
+      title: hit.date_source === "exif" ? "EXIF capture time" : "file modification time (no EXIF date)" }));
+  }
   figure.dataset.id = hit.id;
   if (similar) {
     figure.append(el("button", { class: "similar secondary small", type: "button", text: "More like this",
-      onclick: () => go(`#/search?${query({ like: hit.id, model: $("#model").value })}`) }));
+      onclick: () => go(`#/search?${query({ like: hit.id, model: $("#model").value, ...filterParams() })}`) }));
   }
   return figure;
 }
@@ -189,7 +237,7 @@ async function openViewer(id) {
     $("#viewer-meta").replaceChildren(...facts.flatMap(([term, value]) => [el("dt", { text: term }), el("dd", { text: value })]));
     $("#viewer-similar").onclick = () => {
       dialog.close();
-      go(`#/search?${query({ like: id, model: $("#model").value })}`);
+      go(`#/search?${query({ like: id, model: $("#model").value, ...filterParams() })}`);
     };
     if (!dialog.open) dialog.showModal();
   } catch (error) {
@@ -273,7 +321,10 @@ async function start() {
   $("#search-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = $("#q").value.trim();
-    if (text) go(`#/search?${query({ q: text, model: $("#model").value })}`);
+    if (text) go(`#/search?${query({ q: text, model: $("#model").value, ...filterParams(), ...termParams() })}`);
+  });
+  $("#f-clear").addEventListener("click", () => {
+    for (const selector of [...Object.values(FILTER_CONTROLS), ...Object.values(TERM_CONTROLS)]) $(selector).value = "";
   });
   $("#model").addEventListener("change", () => {
     const { view, params } = parseHash();
