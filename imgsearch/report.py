@@ -259,8 +259,23 @@ def _method_lines(results: dict) -> list[str]:
 
 
 
+def composition_table(results: dict) -> tuple[list[str], list[list[str]]] | None:
+    """The plus/minus terms' effect per model (queries with terms; exact search), or None."""
+    models = [m for m in results["models"] if "composition" in m]
+    if not models:
+        return None
+    keys = list(models[0]["composition"]["with_terms"])
+    cols = ["model", "queries", *(f"{key} with terms / text only (diff)" for key in keys)]
+    rows = [[m["label"], str(m["composition"]["queries"]),
+             *(f"{c['with_terms'][key]:.3f} / {c['text_only'][key]:.3f} ({c['difference'][key]:+.3f})"
+               for key in keys)]
+            for m in models for c in [m["composition"]]]
+    return cols, rows
+
+
 def markdown(results: dict) -> str:
     d, rec = results["dataset"], results["recommendation"]
+    composition = composition_table(results)
     lines = [
         f"# imgsearch evaluation: {d['name']}",
         "",
@@ -283,6 +298,7 @@ def markdown(results: dict) -> str:
         *(md_table(*comparison_table(results["comparisons"], ALPHA)) if results.get("comparisons")
           else ["One model: nothing to compare."]),
         "",
+        *(["## Compositional queries (plus / minus terms)", "", *md_table(*composition), ""] if composition else []),
         "## Cost",
         "",
         *md_table(*cost_table(results)),
@@ -371,6 +387,9 @@ def plot_latency(results: dict) -> str:
 
 def html_report(results: dict) -> str:
     d, rec = results["dataset"], results["recommendation"]
+    composition = composition_table(results)
+    composed = (f"<h2>Compositional queries (plus / minus terms)</h2>{html_table(*composition)}"
+                if composition else "")
     esc = html.escape
     recs = "".join(
         f"<li><b>{p}</b>: <code>{esc(rec[p]['model'])}</code> — {esc(rec[p]['rule'])}</li>"
@@ -401,6 +420,7 @@ th:first-child, td:first-child {{ text-align: left; }}
 </div>
 <h2>Quality (text→image, with 95% intervals)</h2>{html_table(*quality_table(results))}
 <h2>Paired comparisons</h2>{comparisons}
+{composed}
 <h2>Cost</h2>{html_table(*cost_table(results))}
 <h2>Method</h2><ul>{method}</ul>
 <h2>Definitions</h2><ul>{defs}</ul>

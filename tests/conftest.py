@@ -13,10 +13,12 @@ os.environ.setdefault("IMGSEARCH_CACHE_DIR", os.path.join(
 
 import json  # noqa: E402
 import sys  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 
 import open_clip  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
 
 from imgsearch.cli import main  # noqa: E402
 from imgsearch.samples import write_samples  # noqa: E402
@@ -74,3 +76,32 @@ def run_imgsearch(capsys, monkeypatch, *args):
         code = e.code or 0
     out, err = capsys.readouterr()
     return code, out, err
+
+
+# The browser tests: Debian's /usr/bin/chromium, headless; Playwright downloads nothing.
+CHROMIUM = "/usr/bin/chromium"
+# Without the network switches Chromium keeps trying to reach Google's services.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@contextmanager
+def watched_tab(browser, **context_options):
+    """A tab in a fresh browser context, and the list of every script and console error it logs."""
+    context = browser.new_context(**context_options)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    try:
+        yield tab, errors
+    finally:
+        context.close()

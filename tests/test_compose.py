@@ -18,6 +18,7 @@ from imgsearch.datasets import load_dataset
 from imgsearch.errors import UsageError
 from imgsearch.evaluate import evaluate
 from imgsearch.indexer import index_folder
+from imgsearch.report import write_report
 from imgsearch.search import Searcher
 
 from conftest import run_imgsearch as run
@@ -205,3 +206,13 @@ def test_eval_measures_the_effect_of_plus_and_minus_terms_per_model(stamps, tmp_
     assert composition["text_only"]["recall@5"] == pytest.approx(plain["t2i"]["recall@5"])
     assert composition["difference"]["mrr"] == pytest.approx(
         composition["with_terms"]["mrr"] - composition["text_only"]["mrr"])
+    # the report shows the effect beside the other figures, read from the same results
+    paths = write_report(results, str(tmp_path / "report"))
+    with open(paths["report.md"]) as f:
+        report = f.read()
+    c = composition
+    assert "## Compositional queries (plus / minus terms)" in report
+    assert (f"| bridge:lite0 | 40 | {c['with_terms']['recall@1']:.3f} / {c['text_only']['recall@1']:.3f} "
+            f"({c['difference']['recall@1']:+.3f}) |") in report
+    with open(paths["report.html"]) as f:
+        assert "Compositional queries" in f.read()

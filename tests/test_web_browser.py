@@ -8,17 +8,14 @@ import os
 import re
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from imgsearch.indexer import index_folder
 from imgsearch.samples import write_samples
 from imgsearch.web import BackgroundServer, create_app
+from conftest import watched_tab
 
 NAMES = ["cat.png", "astronaut.png", "coffee.png", "rocket.png", "camera.png", "coins.png", "grace_hopper.jpg"]
-CHROMIUM = "/usr/bin/chromium"
-# Without the network switches Chromium keeps trying to reach Google's services.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -35,25 +32,12 @@ def site(tmp_path_factory, tiny_openclip):
         yield {"url": server.url, "photos": photos, "models": ["bridge:lite0", tiny_openclip]}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(browser, site):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    errors = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    tab.goto(site["url"])
-    expect(tab.locator("#status")).to_contain_text("7 images · 2 models")
-    yield tab
-    context.close()
+    with watched_tab(browser, viewport={"width": 1280, "height": 900}) as (tab, errors):
+        tab.goto(site["url"])
+        expect(tab.locator("#status")).to_contain_text("7 images · 2 models")
+        yield tab
     assert errors == []  # no script error, failed load or policy violation on any page
 
 

@@ -3,13 +3,13 @@ server on 127.0.0.1: real photos with a re-encoded, a half-size and a byte-for-b
 
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from imgsearch.indexer import index_folder
 from imgsearch.samples import write_samples
 from imgsearch.web import BackgroundServer, create_app
-from test_web_browser import CHROMIUM, CHROMIUM_ARGS
 from test_web_duplicates import NAMES, make_copies
+from conftest import watched_tab
 
 BAD_REQUEST = "the server responded with a status of 400"
 
@@ -25,25 +25,12 @@ def site(tmp_path_factory, tiny_openclip):
         yield {"url": server.url, "model": tiny_openclip}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def tab(browser, site):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    page.goto(site["url"] + "/duplicates")
-    page.errors = errors
-    yield page
-    context.close()
+    with watched_tab(browser, viewport={"width": 1280, "height": 900}) as (page, errors):
+        page.goto(site["url"] + "/duplicates")
+        page.errors = errors
+        yield page
     assert [e for e in errors if BAD_REQUEST not in e] == []  # no script error or policy violation
 
 

@@ -16,13 +16,14 @@ from urllib.parse import urlencode
 
 import pytest
 from PIL import ExifTags, Image, ImageOps
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from imgsearch.indexer import index_folder
 from imgsearch.samples import write_samples
 from imgsearch.web import BackgroundServer, create_app
 
-from test_web_browser import CHROMIUM, CHROMIUM_ARGS, NAMES
+from test_web_browser import NAMES
+from conftest import watched_tab
 
 
 def _epoch(text: str) -> float:
@@ -135,25 +136,12 @@ def test_api_bad_filters_are_400_with_one_line(site, params, message):
     assert status == 400 and message in body["error"] and "\n" not in body["error"]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(browser, site):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    errors = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    tab.goto(site["url"])
-    expect(tab.locator("#status")).to_contain_text("21 images · 1 model")
-    yield tab
-    context.close()
+    with watched_tab(browser, viewport={"width": 1280, "height": 900}) as (tab, errors):
+        tab.goto(site["url"])
+        expect(tab.locator("#status")).to_contain_text("21 images · 1 model")
+        yield tab
     assert [e for e in errors if "400" not in e] == []  # a refused query logs its 400, nothing else
 
 

@@ -8,13 +8,12 @@ import os
 
 import pytest
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from imgsearch.indexer import index_folder
 from imgsearch.judge import Judging, cohen_kappa
 from imgsearch.search import Searcher
 from imgsearch.web import BackgroundServer, create_app
-from test_web_browser import CHROMIUM, CHROMIUM_ARGS
 
 from conftest import run_imgsearch as run
 
@@ -23,14 +22,6 @@ QUERIES = ["a cat", "a rocket launch"]
 # The keys pressed, in turn, one per image: both spellings of both answers.
 ANSWER_KEYS = [("1", True), ("n", False), ("y", True), ("0", False)]
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ import os
 import shutil
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from imgsearch.indexer import index_folder
 from imgsearch.samples import write_samples
 from imgsearch.web import BackgroundServer, Gate, create_app
-from test_web_browser import CHROMIUM, CHROMIUM_ARGS
+from conftest import watched_tab
 
 PHONE = {"width": 390, "height": 844}
 # U+202E (right-to-left override) makes "cat\u202egnp.exe.png" read "catgnp.exe.png" backwards.
@@ -35,25 +35,12 @@ def site(tmp_path_factory, tiny_openclip, tiny_openclip_b):
         yield {"url": server.url, "models": [tiny_openclip, tiny_openclip_b], "index_dir": index_dir}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def phone(browser, site):
-    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-    tab = context.new_page()
-    errors = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    tab.goto(site["url"])
-    expect(tab.locator("#status")).to_contain_text("6 images · 2 models")
-    yield tab
-    context.close()
+    with watched_tab(browser, viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True) as (tab, errors):
+        tab.goto(site["url"])
+        expect(tab.locator("#status")).to_contain_text("6 images · 2 models")
+        yield tab
     assert errors == []
 
 
