@@ -25,8 +25,9 @@ from PIL import ImageOps
 
 from .config import default_index_dir
 from .decode import read_and_decode
-from .errors import DecodeError, IndexMismatch, UsageError
+from .errors import DecodeError, IndexLocked, IndexMismatch, UsageError
 from .files import display_path
+from .lock import WriteLock
 from .models import resolve
 from .progress import NullProgress, Progress
 from .store import DB_NAME, Store, reporting_corruption
@@ -141,12 +142,23 @@ def phash_codes(store: Store, ids: np.ndarray, hashes: dict[int, str],
         bar.update(1)
     bar.close()
     if fresh:
-        with store.atomic():
-            store.put_perceptual_hashes(PHASH_KIND, fresh)
+        save_hashes(store, fresh)
     cached.update(fresh)
     kept = np.array([i for i in ids if hashes[int(i)] in cached], dtype=np.int64)
     codes = np.frombuffer(b"".join(bytes.fromhex(cached[hashes[int(i)]]) for i in kept), dtype=np.uint8)
     return kept, codes.reshape(len(kept), 2, 8), skipped
+
+
+def save_hashes(store: Store, fresh: dict[str, str]) -> bool:
+    """Cache fresh hashes under the index dir's WriteLock, as every writer writes. The lock is
+    never waited for: while another writer (an index run) holds it the cache write is skipped,
+    the groups stand and the next call hashes those images again. True when cached."""
+    try:
+        with WriteLock(store.index_dir), store.atomic():
+            store.put_perceptual_hashes(PHASH_KIND, fresh)
+    except (IndexLocked, PermissionError):  # PermissionError: a read-only index dir, nowhere to cache
+        return False
+    return True
 
 
 def phash_pairs(codes: np.ndarray, max_bits: int) -> np.ndarray:

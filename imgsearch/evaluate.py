@@ -39,7 +39,7 @@ DEFAULT_KS = (1, 5, 10)
 WARMUP_QUERIES = 5
 THROUGHPUT_SAMPLE = 64  # images re-embedded in a scratch index when the real one was up to date
 COST_QUERIES = 50  # queries the isolated cost process answers; memory peaks within a few
-ALPHA = 0.05  # a paired difference with p >= ALPHA is not told apart from noise
+ALPHA = stats.ALPHA  # evaluate_languages reads it here
 NDCG_DEPTH = 10
 LEFT_OUT_SHOWN = 5  # texts of left-out queries named in the results
 
@@ -92,7 +92,7 @@ def evaluate(
     k_max = max(max(ks), NDCG_DEPTH)
     try:
         _run_queries(dataset, prepared, query_set["measured"], k_max, progress, status)
-        models = [_summarise(dataset, run, query_set, ks, k_max) for run in prepared]
+        models = [_summarise(dataset, run, query_set, ks, k_max, resamples, seed) for run in prepared]
     finally:
         for run in prepared:
             run["searcher"].close()
@@ -120,11 +120,7 @@ def evaluate(
         "index_dirs": sorted({run[3] for run in runs}),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "definitions": definitions(dataset.relevance, resamples, seed),
-        "uncertainty": {
-            "interval": stats.INTERVAL_METHOD, "level": stats.LEVEL, "resamples": resamples, "seed": seed,
-            "paired_interval": "the same percentile bootstrap with both models on the same resampled queries",
-            "test": stats.TEST_METHOD, "alpha": ALPHA,
-        },
+        "uncertainty": stats.uncertainty(resamples, seed),
         "models": models,
         "comparisons": comparisons,
     }
@@ -158,10 +154,7 @@ def definitions(relevance: str, resamples: int, seed: int) -> dict:
                         "mean over images",
         "pairwise_accuracy": "share of pairs where sim(image, positive) > max sim(image, negatives)",
         "ann_recall@k": "k-recall@k of the real search's top-k against exact search with the same query vectors",
-        "ci95": f"95% {stats.INTERVAL_METHOD}, {resamples} resamples, seed {seed}",
-        "comparisons": f"per pair of models on the same queries: mean difference a - b, its paired bootstrap "
-                       f"95% interval, and the p-value of a {stats.TEST_METHOD}, else of {resamples} random "
-                       f"sign patterns (seed {seed}); no correction for multiple comparisons",
+        **stats.definitions(resamples, seed),
         "latency_ms": "per query at batch size 1 after warm-up queries, the models taking turns query by "
                       "query so that machine noise falls on all alike; every measured query encodes its text "
                       "(the query cache is cleared before each, so no cache hit is timed); per-query encode / "
@@ -239,7 +232,7 @@ def _run_queries(dataset, prepared, measured, k_max, progress, status) -> None:
     bar.close()
 
 
-def _summarise(dataset, run, query_set, ks, k_max) -> dict:
+def _summarise(dataset, run, query_set, ks, k_max, resamples, seed) -> dict:
     searcher, vectors, ids = run["searcher"], run["vectors"], run["ids"]
     model = searcher.model
     measured = query_set["measured"]
@@ -292,7 +285,7 @@ def _summarise(dataset, run, query_set, ks, k_max) -> dict:
         summary["ann_recall@k"] = {f"@{k}": metrics.ann_recall_at_k(served_ids, exact_ids, k) for k in ks}
     composed = [n for n, q in enumerate(measured) if query_terms_of(dataset.queries[q]) is not None]
     if composed:
-        summary["composition"] = _composition(run, composed, relevant, query_vectors, ks)
+        summary["composition"] = _composition(run, composed, relevant, query_vectors, ks, resamples, seed)
     if dataset.captions_per_image:
         text_vectors = _text_vectors(dataset, model, measured, query_vectors)
         summary["i2t"] = _i2t(dataset, run, query_set, text_vectors, ks)
@@ -313,18 +306,40 @@ def query_label(query: Query) -> str:
     return query.text if terms is None else describe(terms)
 
 
-def _composition(run: dict, composed: list[int], relevant: list[set[int]], query_vectors: np.ndarray, ks) -> dict:
+def _composition(run: dict, composed: list[int], relevant: list[set[int]], query_vectors: np.ndarray, ks,
+                 resamples: int, seed: int) -> dict:
     """The effect of the plus/minus terms, per model: exact-search recall of the composed queries
     with their terms and with their main text alone, on the same relevant images."""
     plain = np.stack([run["plain_vectors"][n] for n in composed])
     wanted = [relevant[n] for n in composed]
     ranks = {name: metrics.first_relevant_ranks(metrics.exact_scores(vectors, run["vectors"]), wanted)
              for name, vectors in (("with_terms", query_vectors[composed]), ("text_only", plain))}
-    out = {"queries": len(composed), "rule": "exact search over the indexed vectors; text_only drops plus/minus"}
-    for name, values in ranks.items():
-        out[name] = {**{f"recall@{k}": metrics.recall_at_k(values, k) for k in ks}, "mrr": metrics.mrr(values)}
-    out["difference"] = {key: out["with_terms"][key] - out["text_only"][key] for key in out["with_terms"]}
+    values = {name: rank_values(r, ks) for name, r in ranks.items()}
+    out = {"queries": len(composed),
+           "rule": "exact search over the indexed vectors; text_only drops plus/minus; difference: per query "
+                   "with_terms - text_only, its mean, paired bootstrap 95% interval and sign-flip p-value over "
+                   "the composed queries (the evaluation's resamples and seed)"}
+    for name, per_query in values.items():
+        out[name] = {key: float(np.mean(v)) for key, v in per_query.items()}
+    out.update(composition_effect(values["with_terms"], values["text_only"], resamples, seed))
+    out["first_relevant_ranks"] = {name: [int(r) for r in rs] for name, rs in ranks.items()}
     return out
+
+
+def rank_values(ranks, ks) -> dict[str, np.ndarray]:
+    """Each query's recall@k hit and reciprocal rank, from its first relevant rank."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return {**{f"recall@{k}": (ranks <= k).astype(np.float64) for k in ks}, "mrr": 1.0 / ranks}
+
+
+def composition_effect(with_terms: dict[str, np.ndarray], text_only: dict[str, np.ndarray], resamples: int,
+                       seed: int) -> dict:
+    """Per figure, the mean per-query difference with_terms - text_only, its paired bootstrap
+    interval and p-value; every figure is resampled with the same queries (the same seed)."""
+    effects = {key: stats.paired_comparison(with_terms[key], text_only[key], resamples, seed) for key in with_terms}
+    return {"difference": {key: e["difference"] for key, e in effects.items()},
+            "difference_ci95": {key: e["ci95"] for key, e in effects.items()},
+            "difference_p_value": {key: e["p_value"] for key, e in effects.items()}}
 
 
 def per_query_values(records: list[dict], ks) -> dict[str, np.ndarray]:
@@ -355,38 +370,10 @@ def _uncertainty(models: list[dict], ks, resamples: int, seed: int) -> list[dict
     texts = [[r["query"] for r in m["queries"]] for m in models]
     if any(t != texts[0] for t in texts):
         raise ImgsearchError("models answered different query sets; a paired comparison needs the same")
-    intervals, comparisons = intervals_and_comparisons([m["label"] for m in models], values, resamples, seed)
+    intervals, comparisons = stats.intervals_and_comparisons([m["label"] for m in models], values, resamples, seed)
     for model, interval in zip(models, intervals):
         model["t2i_ci95"] = interval
     return comparisons
-
-
-def intervals_and_comparisons(labels: list[str], values: list[dict[str, np.ndarray]], resamples: int,
-                              seed: int) -> tuple[list[dict], list[dict]]:
-    """values[i][name]: model i's per-query values of a figure, the same queries for every model.
-    Per model, each figure's bootstrap interval; per pair of models and figure, the paired
-    comparison. Every column is resampled with the same rows, so the pairs are paired."""
-    names = list(values[0])
-    columns = np.column_stack([v[name] for v in values for name in names])
-    means = stats.bootstrap_means(columns, resamples, seed)
-    bounds = stats.percentile_interval(means)
-    width = len(names)
-    intervals = [{name: bounds[i * width + j].tolist() for j, name in enumerate(names)} for i in range(len(labels))]
-    comparisons = []
-    for i in range(len(labels)):
-        for j in range(i + 1, len(labels)):
-            for n, name in enumerate(names):
-                a, b = i * width + n, j * width + n
-                difference = columns[:, a] - columns[:, b]
-                comparisons.append({
-                    "a": labels[i], "b": labels[j], "metric": name,
-                    "difference": float(difference.mean()),
-                    "ci95": stats.percentile_interval(means[:, a] - means[:, b]).tolist(),
-                    "p_value": stats.sign_flip_p_value(difference, resamples, seed),
-                    "queries": int(len(difference)),
-                    "queries_differing": int(np.count_nonzero(difference)),
-                })
-    return intervals, comparisons
 
 
 def _batched_throughput(searcher: Searcher, texts: list[str], k: int) -> dict:

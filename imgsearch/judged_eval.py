@@ -26,7 +26,6 @@ import numpy as np
 from . import metrics, stats
 from .config import default_index_dir
 from .errors import UsageError
-from .evaluate import ALPHA, WARMUP_QUERIES, intervals_and_comparisons
 from .judge import DEFAULT_DEPTH, Judging, agreement, iso_time
 from .models import resolve
 
@@ -34,6 +33,7 @@ KIND = "judged"
 DEFAULT_KS = (1, 5, 10)
 NDCG_DEPTH = 10
 LEFT_OUT_SHOWN = 5
+WARMUP_QUERIES = 5  # untimed queries first, as eval runs them
 
 
 def default_ks(depth: int) -> tuple[int, ...]:
@@ -104,7 +104,7 @@ def evaluate_judged(index_dir: str | None = None, model_specs: Sequence[str] = (
             "queries": records,
         })
     quality = quality_names(ks, n_ndcg)
-    intervals, comparisons = intervals_and_comparisons(
+    intervals, comparisons = stats.intervals_and_comparisons(
         [m["label"] for m in models], [{n: per_query_values(m["queries"], ks, n_ndcg)[n] for n in quality}
                                        for m in models], resamples, seed)
     for model, interval in zip(models, intervals):
@@ -130,11 +130,7 @@ def evaluate_judged(index_dir: str | None = None, model_specs: Sequence[str] = (
             "judge_command": _judge_hint(index_dir, depth),
         },
         "definitions": definitions(depth, n_ndcg, resamples, seed),
-        "uncertainty": {
-            "interval": stats.INTERVAL_METHOD, "level": stats.LEVEL, "resamples": resamples, "seed": seed,
-            "paired_interval": "the same percentile bootstrap with both models on the same resampled queries",
-            "test": stats.TEST_METHOD, "alpha": ALPHA,
-        },
+        "uncertainty": stats.uncertainty(resamples, seed),
         "models": models,
         "comparisons": comparisons,
     }
@@ -183,10 +179,7 @@ def definitions(depth: int, n_ndcg: int, resamples: int, seed: int) -> dict:
         "mrr": f"mean over queries of 1 / rank of the first relevant result in the top {depth}; 0 when none",
         "judged@k": "share of the model's top k results that were judged; mean over queries. Below 1, the "
                     "model's figures are lower bounds",
-        "ci95": f"95% {stats.INTERVAL_METHOD}, {resamples} resamples, seed {seed}",
-        "comparisons": f"per pair of models on the same queries: mean difference a - b, its paired bootstrap 95% "
-                       f"interval, and the p-value of a {stats.TEST_METHOD}, else of {resamples} random sign "
-                       f"patterns (seed {seed}); no correction for multiple comparisons",
+        **stats.definitions(resamples, seed),
         "latency_ms": "per query at batch size 1 after warm-up queries, each encoding its text (the query cache "
                       "is cleared before each), every query of the judging set; percentiles by linear "
                       "interpolation",

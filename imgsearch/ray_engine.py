@@ -142,9 +142,17 @@ def run_shards(todo: Sequence[Shard], targets: Sequence[ShardModel], options: Ra
     ds = ds.map_batches(decode_shards, batch_size=1, fn_kwargs={"piece": batch_size},
                         num_cpus=1 if gpu else options.cpus_per_worker)
     pool = options.workers or _pool_size(options)
+    # Every actor starts at once (no more than there are shards): Ray's autoscaling pool would
+    # start one and add the others only once work queues behind it, minutes into a short run.
+    start = min(pool, len(todo))
     for slot, target in enumerate(targets):
+        # Fused with decoding (CPU only), a batch size here would count shard rows, not images:
+        # Ray would bundle 32 shards into one task on one actor. Fused, the actor takes what one
+        # shard's decoding yields and cuts it into batches itself.
+        fused = slot == 0 and not gpu
         ds = ds.map_batches(
-            EmbedActor, batch_size=batch_size, compute=ActorPoolStrategy(min_size=1, max_size=pool),
+            EmbedActor, batch_size=None if fused else batch_size,
+            compute=ActorPoolStrategy(min_size=1, max_size=pool, initial_size=start),
             fn_constructor_kwargs={"target": target, "slot": slot, "batch_size": batch_size,
                                    "gpu": gpu, "threads": max(1, int(options.cpus_per_worker)),
                                    "last": slot == len(targets) - 1},

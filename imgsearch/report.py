@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # no display: plots are rendered to SVG text
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .report_languages import html_section, markdown_section  # noqa: E402
-from .report_tables import comparison_table, html_table, md_table, svg, with_ci  # noqa: E402
+from .report_tables import comparison_table, composition_table, html_table, md_table, svg, with_ci  # noqa: E402
 from .report_judged import judged_html, judged_markdown, judged_out_dir, judged_rows  # noqa: E402
 
 BALANCE_SHARE = 0.9  # "balance" keeps at least this share of the best recall, at the least latency
@@ -257,20 +257,6 @@ def _method_lines(results: dict) -> list[str]:
     return lines + [f"Note: {n}." for n in d["notes"]]
 
 
-
-
-def composition_table(results: dict) -> tuple[list[str], list[list[str]]] | None:
-    """The plus/minus terms' effect per model (queries with terms; exact search), or None."""
-    models = [m for m in results["models"] if "composition" in m]
-    if not models:
-        return None
-    keys = list(models[0]["composition"]["with_terms"])
-    cols = ["model", "queries", *(f"{key} with terms / text only (diff)" for key in keys)]
-    rows = [[m["label"], str(m["composition"]["queries"]),
-             *(f"{c['with_terms'][key]:.3f} / {c['text_only'][key]:.3f} ({c['difference'][key]:+.3f})"
-               for key in keys)]
-            for m in models for c in [m["composition"]]]
-    return cols, rows
 
 
 def markdown(results: dict) -> str:

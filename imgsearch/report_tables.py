@@ -43,3 +43,26 @@ def comparison_table(comparisons: list[dict], alpha: float) -> tuple[list[str], 
         rows.append([c["a"], c["b"], c["metric"], f"{c['difference']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]",
                      f"{c['p_value']:.3g}", f"{c['queries_differing']} of {c['queries']}", verdict])
     return cols, rows
+
+
+def composition_table(results: dict) -> tuple[list[str], list[list[str]]] | None:
+    """The plus/minus terms' effect per model (queries with terms; exact search), or None.
+    Beside each figure, the effect's paired bootstrap interval over the composed queries
+    (results written before it was measured have none: "—")."""
+    models = [m for m in results["models"] if "composition" in m]
+    if not models:
+        return None
+    keys = list(models[0]["composition"]["with_terms"])
+    cols = ["model", "queries"]
+    for key in keys:
+        cols += [f"{key} with terms / text only (diff)", f"{key} diff 95% CI"]
+    rows = []
+    for m in models:
+        c = m["composition"]
+        row = [m["label"], str(c["queries"])]
+        for key in keys:
+            interval = c.get("difference_ci95", {}).get(key)
+            row += [f"{c['with_terms'][key]:.3f} / {c['text_only'][key]:.3f} ({c['difference'][key]:+.3f})",
+                    "—" if interval is None else f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"]
+        rows.append(row)
+    return cols, rows

@@ -12,6 +12,7 @@ import numpy as np
 from .errors import UsageError
 
 LEVEL = 0.95
+ALPHA = 0.05  # a paired difference with p >= ALPHA is not told apart from noise
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
 _EXACT_LIMIT = 2**20  # sign patterns enumerated at most, whatever the resample count
@@ -20,6 +21,7 @@ _FLIPS_PER_BLOCK = 64  # random sign patterns drawn at once (bounds a block to 6
 INTERVAL_METHOD = "percentile bootstrap over queries"
 TEST_METHOD = ("two-sided paired sign-flip permutation test of the mean per-query difference, exact over "
                "all 2^m sign patterns of the m nonzero differences when 2^m <= resamples")
+PAIRED_INTERVAL = "the same percentile bootstrap with both models on the same resampled queries"
 
 
 def check_resamples(n_resamples: int) -> int:
@@ -114,6 +116,50 @@ def paired_comparison(a, b, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DE
         "p_value": sign_flip_p_value(a - b, n_resamples, seed),
         "queries": int(a.size),
     }
+
+
+def uncertainty(resamples: int, seed: int) -> dict:
+    """An evaluation's "uncertainty" entry: how its intervals and paired tests were made."""
+    return {"interval": INTERVAL_METHOD, "level": LEVEL, "resamples": resamples, "seed": seed,
+            "paired_interval": PAIRED_INTERVAL, "test": TEST_METHOD, "alpha": ALPHA}
+
+
+def definitions(resamples: int, seed: int) -> dict:
+    """An evaluation's definitions of its intervals ("ci95") and paired comparisons."""
+    return {
+        "ci95": f"95% {INTERVAL_METHOD}, {resamples} resamples, seed {seed}",
+        "comparisons": f"per pair of models on the same queries: mean difference a - b, its paired bootstrap "
+                       f"95% interval, and the p-value of a {TEST_METHOD}, else of {resamples} random "
+                       f"sign patterns (seed {seed}); no correction for multiple comparisons",
+    }
+
+
+def intervals_and_comparisons(labels: list[str], values: list[dict[str, np.ndarray]], resamples: int,
+                              seed: int) -> tuple[list[dict], list[dict]]:
+    """values[i][name]: model i's per-query values of a figure, the same queries for every model.
+    Per model, each figure's bootstrap interval; per pair of models and figure, the paired
+    comparison. Every column is resampled with the same rows, so the pairs are paired."""
+    names = list(values[0])
+    columns = np.column_stack([v[name] for v in values for name in names])
+    means = bootstrap_means(columns, resamples, seed)
+    bounds = percentile_interval(means)
+    width = len(names)
+    intervals = [{name: bounds[i * width + j].tolist() for j, name in enumerate(names)} for i in range(len(labels))]
+    comparisons = []
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            for n, name in enumerate(names):
+                a, b = i * width + n, j * width + n
+                difference = columns[:, a] - columns[:, b]
+                comparisons.append({
+                    "a": labels[i], "b": labels[j], "metric": name,
+                    "difference": float(difference.mean()),
+                    "ci95": percentile_interval(means[:, a] - means[:, b]).tolist(),
+                    "p_value": sign_flip_p_value(difference, resamples, seed),
+                    "queries": int(len(difference)),
+                    "queries_differing": int(np.count_nonzero(difference)),
+                })
+    return intervals, comparisons
 
 
 def _columns(values) -> np.ndarray:

@@ -20,7 +20,8 @@ from .errors import IndexCorrupt
 from .store import ModelRow, Store
 
 # "auto" picks the type by collection size (autoindex.choose_factory): exact Flat for small
-# collections, IVF once exact search gets slow; any index_factory string overrides it.
+# collections, IVF once exact search gets slow, SQ8 codes past the memory budget
+# (ondisk.automatic); any index_factory string overrides it.
 AUTO = "auto"
 DEFAULT_FACTORY = AUTO
 TEMP_PREFIX = ".tmp-"  # a file being written; one left behind by a killed writer is litter
@@ -64,7 +65,9 @@ def validate_factory(factory: str, dim: int = 64) -> str:
 
 def wanted_type(model: ModelRow, n: int) -> str:
     """The concrete index_factory string for n vectors of this model."""
-    return autoindex.choose_factory(max(n, 1), model.dim) if model.factory == AUTO else model.factory
+    if model.factory != AUTO:
+        return model.factory
+    return ondisk.automatic(autoindex.choose_factory(max(n, 1), model.dim), max(n, 1), model.dim)
 
 
 def current_type(model: ModelRow) -> str:

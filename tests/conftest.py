@@ -66,6 +66,18 @@ def index_dir(tmp_path) -> str:
     return str(tmp_path / "indexes")
 
 
+@pytest.fixture(scope="module")
+def offline_cache(tmp_path_factory):
+    """A fresh class-prompt cache for one module (so its tests also cover computing the prompt
+    vectors, and compute them once), and no hub access. A module asks for it with
+    pytestmark = pytest.mark.usefixtures("offline_cache")."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IMGSEARCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        yield
+
+
 def run_imgsearch(capsys, monkeypatch, *args):
     """Run `imgsearch ARGS` in-process; (exit code, stdout, stderr)."""
     monkeypatch.setattr(sys, "argv", ["imgsearch", *args])

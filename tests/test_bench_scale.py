@@ -21,16 +21,19 @@ def result(tmp_path_factory):
 def test_the_vectors_part_goes_through_shards_sqlite_and_an_on_disk_ivf(result):
     vectors = result["vectors"]
     assert vectors["n"] == 20_000 and vectors["shards"] >= 3
-    assert vectors["factory"].startswith("IVF") and vectors["on_disk"]
+    assert vectors["factory"].startswith("IVF") and vectors["factory"].endswith(",SQ8") and vectors["on_disk"]
     assert vectors["sqlite_bytes_per_vector"] > 4 * 512  # the blob and its row
-    assert 4 * 512 <= vectors["faiss_bytes_per_vector"] < 3 * 4 * 512
+    assert 512 <= vectors["faiss_bytes_per_vector"] < 4 * 512  # one byte a component, plus ids
     assert set(vectors["phases"]) == {"images", "plan", "shards_and_merge", "faiss_build", "search"}
     assert all(p["peak_anon_bytes"] >= vectors["baseline_anon_bytes"] * 0.5 for p in vectors["phases"].values())
     search = vectors["search"]
     assert [s["nprobe"] for s in search["settings"]] == list(scale.NPROBES)
     recalls = [s["recall_at_10"] for s in search["settings"]]
-    assert recalls == sorted(recalls) and recalls[-1] >= 0.99  # more lists probed, never worse
-    assert search["at_target"] is not None and search["at_target"]["recall_at_10"] >= scale.TARGET_RECALL
+    assert recalls == sorted(recalls) and recalls[-1] >= 0.95  # more lists probed, never worse; SQ8 codes are close
+    # the quoted setting is the fewest lists reaching the target on queries that are not measured
+    meeting = [s for s in search["settings"] if s["calibration_recall_at_10"] >= scale.TARGET_RECALL]
+    assert search["at_target"] == meeting[0]
+    assert search["n_calibration_queries"] == scale.N_CALIBRATION
     json.dumps(result)  # plain data, as --json prints it
 
 

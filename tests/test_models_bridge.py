@@ -22,14 +22,7 @@ SKIMAGE_PHOTOS = ("chelsea", "astronaut", "coffee", "rocket", "camera", "clock",
                   "hubble_deep_field", "page", "brick", "colorwheel", "logo", "cell")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def offline_cache(tmp_path_factory):
-    """A fresh prompt-matrix cache, so the test also covers computing it; no hub access."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("IMGSEARCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        yield
+pytestmark = pytest.mark.usefixtures("offline_cache")  # a fresh prompt-matrix cache: computing it is tested
 
 
 BRIDGE = FAMILIES["bridge"]

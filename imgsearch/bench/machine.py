@@ -46,6 +46,7 @@ def machine_facts(**extra) -> dict:
         "python_version": platform.python_version(),
         "versions": {name: _version(name) for name in LIBRARIES},
         "env": {name: os.environ[name] for name in THREAD_ENV_VARS if name in os.environ},
+        "memory_limit_bytes": memory_limit(),
         **extra,
         "load_average_start": load_average(),
     }
@@ -54,6 +55,31 @@ def machine_facts(**extra) -> dict:
 def finish(machine: dict) -> dict:
     machine["load_average_end"] = load_average()
     return machine
+
+
+def memory_limit() -> int | None:
+    """The memory limit of this process's cgroup (v2 memory.max or v1 memory.limit_in_bytes),
+    None when there is none: a bench run inside a limit shows that the work fits in it."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            entries = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return None
+    for _, controllers, path in entries:
+        if controllers == "":
+            candidate = os.path.join("/sys/fs/cgroup", path.lstrip("/"), "memory.max")
+        elif "memory" in controllers.split(","):
+            candidate = os.path.join("/sys/fs/cgroup/memory", path.lstrip("/"), "memory.limit_in_bytes")
+        else:
+            continue
+        try:
+            with open(candidate) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # "max" or the v1 near-2**63 value: no limit
+            return int(text)
+    return None
 
 
 def load_average() -> list[float] | None:

