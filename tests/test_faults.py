@@ -10,6 +10,7 @@ import stat
 import struct
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import zlib
@@ -476,7 +477,10 @@ def test_interrupted_hashing_does_not_wait_for_the_rest_of_the_folder(folder, in
     def hash_then_interrupt(entry):
         hashed.append(entry.path)
         if len(hashed) == 3:
-            signal.raise_signal(signal.SIGINT)  # Ctrl-C, delivered to the main thread
+            # Ctrl-C: the kernel hands a terminal's SIGINT to a thread that does not block it, and
+            # Python runs its handler in the main thread; raise_signal() here would target this
+            # worker thread, where a signal mask inherited from earlier work can hold it pending.
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
         time.sleep(0.02)  # a big photo on a slow disk: the main thread gets its turn
         return hash_file(entry)
 
