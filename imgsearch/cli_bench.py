@@ -16,6 +16,9 @@ from .bench.filtered import DEFAULT_FACTORIES as DEFAULT_FILTER_FACTORIES
 from .bench.filtered import DEFAULT_FRACTIONS as DEFAULT_FILTER_FRACTIONS
 from .bench.filtered import filter_lines, run_filter_bench
 from .bench.indexing import run_indexing_bench
+from .bench.language_tuning import DEFAULT_VARIANTS as DEFAULT_LANGUAGE_TUNING_VARIANTS
+from .bench.language_tuning import LANGS as DEFAULT_TUNING_LANGS
+from .bench.language_tuning import language_tuning_lines, run_language_tuning
 from .bench.query import DEFAULT_PRECISIONS as DEFAULT_QUERY_PRECISIONS
 from .bench.query import run_query_bench
 from .bench.query_encode import DEFAULT_LANGS as DEFAULT_ENCODE_LANGS
@@ -206,23 +209,52 @@ def bench_duplicates(models, copies_of, seed, n_resamples, out_file, output):
     _bench_output(result, out_file, output, duplicates_lines)
 
 
+def held_out_split_options(command):
+    """The options of the benches that choose settings on one split and report on the other."""
+    for option in reversed([
+        click.option("--seed", default=SPLIT_SEED, show_default=True, type=int, help="Seed of the split."),
+        click.option("--held-out", "held_out", default=HELD_OUT_FRACTION, show_default=True,
+                     type=click.FloatRange(0.05, 0.95), help="Share of the images held out."),
+        click.option("--bootstrap", "resamples", default=2000, show_default=True, type=click.IntRange(1, 1_000_000),
+                     help="Bootstrap resamples for the held-out intervals and the paired test."),
+        click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+                     help="Also write the JSON here."),
+        output_options(),
+    ]):
+        command = option(command)
+    return command
+
+
 @bench.command("bridge-tuning")
 @click.option("--dataset", default="tuxpaint", show_default=True, metavar="SPEC",
               help="Captioned set to split (one image per caption).")
 @click.option("--variant", "variants", multiple=True, type=click.Choice(["lite0", "lite1", "lite2"]),
               help="Bridge variants to tune (repeatable) [default: lite0 lite2].")
-@click.option("--seed", default=SPLIT_SEED, show_default=True, type=int, help="Seed of the split.")
-@click.option("--held-out", "held_out", default=HELD_OUT_FRACTION, show_default=True,
-              type=click.FloatRange(0.05, 0.95), help="Share of the images held out.")
-@click.option("--bootstrap", "resamples", default=2000, show_default=True, type=click.IntRange(1, 1_000_000),
-              help="Bootstrap resamples for the held-out intervals and the paired test.")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
-@output_options()
+@held_out_split_options
 def bench_bridge_tuning(dataset, variants, seed, held_out, resamples, out_file, output):
     """The offline bridge's settings chosen on one split of the stamps, reported on the held-out split."""
     result = run_bridge_tuning(dataset, tuple(variants) or DEFAULT_TUNING_VARIANTS, seed=seed,
                                held_out_fraction=held_out, resamples=resamples, progress=status_line)
     _bench_output(result, out_file, output, bridge_tuning_lines)
+
+
+@bench.command("language-tuning")
+@click.option("--dataset", default="tuxpaint", show_default=True, metavar="SPEC",
+              help="Captioned set with translations to split (one image per caption).")
+@click.option("--lang", "langs", multiple=True, metavar="CODE",
+              help="Languages, en among them (repeatable; 'all' as in eval) [default: en fr de es it pt nl].")
+@click.option("--variant", "variants", multiple=True, type=click.Choice(["lite0", "lite1", "lite2"]),
+              help="Bridge classifiers in the grid (repeatable) [default: lite0 lite2].")
+@held_out_split_options
+def bench_language_tuning(dataset, langs, variants, seed, held_out, resamples, out_file, output):
+    """The multilingual offline bridge's settings chosen on one split of the stamps, reported on the other.
+
+    Per language, with intervals, ratios to English and a paired test against the shipped presets.
+    """
+    result = run_language_tuning(dataset, tuple(langs) or DEFAULT_TUNING_LANGS, seed=seed, held_out_fraction=held_out,
+                                 resamples=resamples, progress=status_line,
+                                 variants=tuple(variants) or DEFAULT_LANGUAGE_TUNING_VARIANTS)
+    _bench_output(result, out_file, output, language_tuning_lines)
 
 
 def _bench_output(result: dict, out_file: str | None, output: Output, summary) -> None:

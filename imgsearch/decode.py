@@ -97,9 +97,9 @@ def read_error(e: OSError) -> str:
     return f"{READ_ERROR}: {e.strerror or e.__class__.__name__}"
 
 
-def open_image(path: str) -> Image.Image:
+def open_image(path: str, min_side: int = DRAFT_MIN_SIDE) -> Image.Image:
     """A query or preview image: same decoding as indexing, hash not needed by callers."""
-    return read_and_decode(path).image
+    return read_and_decode(path, min_side).image
 
 
 def _draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:

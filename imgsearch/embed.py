@@ -36,14 +36,19 @@ class EmbedTally:
 def _prepare(path: str, models: list[EmbeddingModel]) -> tuple[Decoded | None, dict, str | None]:
     """Runs in a worker thread: decode once, preprocess for each model that needs the image."""
     try:
-        decoded = read_and_decode(path)
-        tensors = {m.spec: m.preprocess(decoded.image) for m in models}
+        decoded = read_and_decode(path, min_side=decode_side(models))
+        tensors = {m.spec: m.pixels(decoded.image) for m in models}
         decoded.image = None  # done with: the look-ahead would hold ~1 GB of camera-photo pixels
         return decoded, tensors, None
     except DecodeError as e:
         return None, {}, str(e)
     except Exception as e:  # a transform failing on one odd image must not stop the run
         return None, {}, f"cannot preprocess: {e.__class__.__name__}: {str(e)[:200]}"
+
+
+def decode_side(models: list[EmbeddingModel]) -> int:
+    """The shorter side to decode at: what the most demanding model needs."""
+    return max(m.input_side for m in models)
 
 
 def embed_pending(store: Store, models: list[EmbeddingModel], rows: list[ModelRow], indexes: dict,
@@ -99,7 +104,8 @@ def _embed_and_commit(store, pending: deque, by_id, batch_size, tally: EmbedTall
             while len(waiting[model_id]) >= batch_size or (waiting[model_id] and not pending):
                 batch, waiting[model_id] = waiting[model_id][:batch_size], waiting[model_id][batch_size:]
                 vectors[model_id][0].extend(image_id for image_id, _ in batch)
-                vectors[model_id][1].append(model.encode_pixels(torch.stack([t for _, t in batch])))
+                pixels = model.scale_pixels(torch.stack([t for _, t in batch]))
+                vectors[model_id][1].append(model.encode_pixels(pixels))
     with store.atomic():
         for (image_id, path, _), (decoded, error) in prepared:
             if error is not None:

@@ -38,7 +38,7 @@ from ray.data import ActorPoolStrategy
 
 from . import shards
 from .decode import read_and_decode
-from .embed import EmbedTally
+from .embed import EmbedTally, decode_side
 from .errors import DecodeError, ImgsearchError, ModelUnavailable, UsageError, first_line
 from .merge import MergeTally, merge_shard
 from .models import get_model
@@ -91,7 +91,7 @@ def embed_with_ray(store: Store, models: Sequence, rows: Sequence[ModelRow], tal
                 todo.append(shard)
         if todo:
             with connected(options.address):
-                for shard, table in run_shards(todo, targets, options, batch_size):
+                for shard, table in run_shards(todo, targets, options, batch_size, decode_side(models)):
                     shards.write(table, shard.file(folder))
                     merge_shard(store, shard, targets, folder, merged)
                     report.computed += 1
@@ -128,7 +128,7 @@ def connected(address: str | None):
 
 
 def run_shards(todo: Sequence[Shard], targets: Sequence[ShardModel], options: RayOptions,
-               batch_size: int) -> Iterator[tuple[Shard, pa.Table]]:
+               batch_size: int, min_side: int) -> Iterator[tuple[Shard, pa.Table]]:
     """Compute shards on the joined cluster; yield each (shard, its result table) as its last
     image comes back. Nothing is written here."""
     # Ray Data's INFO lines and progress bars would interleave with imgsearch's own bar.
@@ -139,7 +139,7 @@ def run_shards(todo: Sequence[Shard], targets: Sequence[ShardModel], options: Ra
                              override_num_blocks=len(todo))
     gpu = options.gpus_per_worker > 0
     # CPU only: the same resources as the first model's actors, so that Ray fuses decoding into them.
-    ds = ds.map_batches(decode_shards, batch_size=1, fn_kwargs={"piece": batch_size},
+    ds = ds.map_batches(decode_shards, batch_size=1, fn_kwargs={"piece": batch_size, "min_side": min_side},
                         num_cpus=1 if gpu else options.cpus_per_worker)
     pool = options.workers or _pool_size(options)
     # Every actor starts at once (no more than there are shards): Ray's autoscaling pool would
@@ -177,7 +177,7 @@ def run_shards(todo: Sequence[Shard], targets: Sequence[ShardModel], options: Ra
                              "run the same command again to finish them")
 
 
-def decode_shards(batch: dict, piece: int) -> Iterator[dict]:
+def decode_shards(batch: dict, piece: int, min_side: int) -> Iterator[dict]:
     """Ray task: shard rows in; their images out, decoded by the local engine's code, in pieces."""
     for shard_index, ids, paths, needs in zip(batch["shard"], batch["ids"], batch["paths"], batch["needs"]):
         for start in range(0, len(ids), piece):
@@ -187,7 +187,7 @@ def decode_shards(batch: dict, piece: int) -> Iterator[dict]:
                 out["image_id"].append(int(image_id))
                 out["need"].append(int(need))
                 try:
-                    decoded = read_and_decode(os.fsdecode(bytes(path)))
+                    decoded = read_and_decode(os.fsdecode(bytes(path)), min_side=min_side)
                 except DecodeError as e:
                     _append_failure(out, str(e))
                     continue
@@ -232,7 +232,8 @@ class EmbedActor:
                 errors[i] = error
         for start in range(0, len(ok), self.batch_size):
             part = ok[start:start + self.batch_size]
-            vectors[[i for i, _ in part]] = self.model.encode_pixels(torch.stack([t for _, t in part]))
+            pixels = self.model.scale_pixels(torch.stack([t for _, t in part]))
+            vectors[[i for i, _ in part]] = self.model.encode_pixels(pixels)
         batch[f"vector_{self.slot}"] = vectors
         batch["error"] = np.asarray(errors, dtype=str)
         if self.last:
@@ -241,7 +242,7 @@ class EmbedActor:
 
     def _preprocess(self, pixels: np.ndarray) -> tuple[torch.Tensor | None, str | None]:
         try:
-            return self.model.preprocess(Image.fromarray(pixels)), None
+            return self.model.pixels(Image.fromarray(pixels)), None
         except Exception as e:  # as locally: a transform failing on one odd image must not stop the run
             return None, f"cannot preprocess: {e.__class__.__name__}: {str(e)[:200]}"
 

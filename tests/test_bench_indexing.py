@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from imgsearch.bench.corpus import build_corpus
-from imgsearch.bench.indexing import NAIVE_LABEL, fast_precisions, run_indexing_bench
+from imgsearch.bench.indexing import FORWARD_BATCHES, NAIVE_LABEL, fast_precisions, run_indexing_bench
 from imgsearch.bench.random_models import save_probe_openclip
 from imgsearch.bench.rounds import figure_summary, rotated, summarise
 from imgsearch.bench.summary import indexing_lines
@@ -17,6 +17,7 @@ from imgsearch.files import content_hash
 from imgsearch.models import get_model
 
 ROUNDS = 3
+FORWARD_MIN_S = 0.3  # the tiny model's forward arm still cycles over its batches
 
 
 def test_corpus_mixes_camera_jpegs_with_exif_and_small_pngs(tmp_path):
@@ -72,6 +73,7 @@ def bench(tiny_openclip, tmp_path_factory):
     result = run_indexing_bench(
         tiny_openclip, n_images=8, precisions=("fp32", "bf16"), batch_size=4, workers=2, progress=lines.append,
         rounds=ROUNDS, pipeline_precisions=("fp32",), rss_images=(4,), cache_dir=str(tmp_path_factory.mktemp("bench")),
+        forward_min_s=FORWARD_MIN_S,
     )
     return result, lines
 
@@ -85,7 +87,8 @@ def test_every_arm_runs_once_per_round_in_a_rotating_order(bench):
     for r in result["rounds"]:
         assert set(r["forward"]) == {"fp32", "bf16"} and set(r["pipeline"]) == {"fp32"}
         assert r["pipeline"]["fp32"]["embedded"] == 8 and r["pipeline"]["fp32"]["skipped"] == 0
-        assert r["forward"]["fp32"]["batches"] == 3  # FORWARD_BATCHES of 4 tensors each
+        for forward in r["forward"].values():  # whole passes over FORWARD_BATCHES batches, >= min seconds
+            assert forward["batches"] % FORWARD_BATCHES == 0 and forward["seconds"] >= FORWARD_MIN_S
     progress = [line for line in lines if line.startswith("round ")]
     assert progress[:4] == [f"round 1/{ROUNDS}: {arm}" for arm in arms]
     assert progress[4] == f"round 2/{ROUNDS}: forward fp32"
@@ -120,12 +123,35 @@ def test_ratios_are_taken_within_each_round_then_summarised(bench):
             "forward_over_naive": forward["fp32"]["images_per_s"] / naive["images_per_s"],
             "pipeline_over_naive": pipeline["images_per_s"] / naive["images_per_s"],
             "pipeline_over_forward": pipeline["images_per_s"] / forward["fp32"]["images_per_s"],
+            "pipeline_over_forward_cpu": forward["fp32"]["cpu_ms_per_image"] / pipeline["cpu_ms_per_image"],
         }
         assert r["ratios"]["bf16"] == {"forward_over_naive": forward["bf16"]["images_per_s"] / naive["images_per_s"]}
     for precision, ratios in result["ratios"].items():
         for name, summary in ratios.items():
             assert summary == figure_summary([r["ratios"][precision][name] for r in rounds])
-    assert set(result["ratios"]["fp32"]) == {"forward_over_naive", "pipeline_over_naive", "pipeline_over_forward"}
+    assert set(result["ratios"]["fp32"]) == {"forward_over_naive", "pipeline_over_naive", "pipeline_over_forward",
+                                             "pipeline_over_forward_cpu"}
+
+
+def test_cpu_time_per_image_stands_beside_wall_time(bench):
+    result, _ = bench
+    for r in result["rounds"]:
+        for run, images in [(f, f["batches"] * 4) for f in r["forward"].values()] + \
+                           [(r["pipeline"]["fp32"], r["pipeline"]["fp32"]["embedded"])]:
+            assert run["cpu_ms_per_image"] == 1000 * run["cpu_seconds"] / images
+            assert run["cores_busy"] == run["cpu_seconds"] / run["seconds"]
+            assert 0 < run["cores_busy"] < os.cpu_count() + 0.5  # no more CPU than the machine has
+    assert "CPU ms/image" in "\n".join(indexing_lines(result))
+
+
+def test_the_decode_workers_steps_are_costed_per_kind_of_file(bench):
+    stages = bench[0]["stages"]
+    assert {ext: k["files"] for ext, k in stages["per_kind"].items()} == {"jpg": 2, "png": 6}
+    for key in ("decode_ms", "pixels_ms"):
+        per_image = sum(k[key] * k["files"] for k in stages["per_kind"].values()) / 8
+        assert stages["per_image"][key] == pytest.approx(per_image)
+    assert stages["per_kind"]["jpg"]["decode_ms"] > stages["per_kind"]["png"]["decode_ms"]  # 12 Mpx vs small
+    assert "decode workers, CPU ms per file" in "\n".join(indexing_lines(bench[0]))
 
 
 def test_every_arm_says_what_it_is_and_the_cosines_compare_the_same_images(bench):
@@ -138,7 +164,7 @@ def test_every_arm_says_what_it_is_and_the_cosines_compare_the_same_images(bench
     for precision in ("fp32", "bf16"):
         forward = result["forward"][precision]
         assert forward["batch_size"] == 4 and f"{precision}, batch 4" in forward["label"]
-        assert forward["cosine_to_fp32"]["n"] == 4 * result["rounds"][0]["forward"][precision]["batches"]
+        assert forward["cosine_to_fp32"]["n"] == 4 * FORWARD_BATCHES  # one pass: the same tensors for each
     assert result["forward"]["fp32"]["cosine_to_fp32"]["min"] == pytest.approx(1.0)
     assert 0.99 < result["forward"]["bf16"]["cosine_to_fp32"]["mean"] < 0.99999  # bf16 rounds: close, not equal
     pipeline = result["pipeline"]["fp32"]

@@ -13,7 +13,7 @@ from imgsearch.bench.bridge_tuning import (
     bridge_tuning_lines,
     caption_key,
     class_log_probabilities,
-    _class_matrix,
+    prompt_matrix,
     default_settings,
     image_vectors,
     run_bridge_tuning,
@@ -114,7 +114,7 @@ def test_the_default_setting_rebuilds_the_real_models_vectors(tmp_path, monkeypa
     model = get_model("bridge:lite0", precision="fp32")
     log_probs, _ = class_log_probabilities({"lite0": model}, paths, ["pad"])
     classes = ResNet50_Weights.DEFAULT.meta["categories"]
-    matrix = _class_matrix([model.embed_documents([t.format(c) for c in classes]) for t in PROMPTS])
+    matrix = prompt_matrix([model.embed_documents([t.format(c) for c in classes]) for t in PROMPTS])
     d = default_settings("lite0")
     rebuilt = image_vectors(log_probs["lite0"]["pad"], matrix, d["temperature"], d["top_k"])
     real = model.embed_image(paths)

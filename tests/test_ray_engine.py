@@ -14,6 +14,7 @@ import ray
 from imgsearch import shards
 from imgsearch.changes import FolderChanges, apply_folder_changes
 from imgsearch.cli import main
+from imgsearch.embed import decode_side
 from imgsearch.files import scan
 from imgsearch.indexer import index_folder
 from imgsearch.model_rows import register_model
@@ -93,7 +94,7 @@ def test_shard_files_on_disk_are_merged_and_only_a_short_one_is_computed_again(
     assert len(planned) >= 4
     shard_dir = os.path.join(index_dir, SHARD_DIR)
     vectors = {}  # per shard, the images that decoded: those with a vector
-    for shard, table in run_shards(planned, targets, OPTIONS, BATCH_SIZE):
+    for shard, table in run_shards(planned, targets, OPTIONS, BATCH_SIZE, decode_side([model])):
         vectors[shard.name] = len(shards.vectors_of(table, targets[0])[0])
         if shard is planned[1]:
             table = table.slice(0, len(shard) - 1)

@@ -88,8 +88,8 @@ def run_bridge_tuning(
     machine = machine_facts()
     evalset = load_dataset(dataset)  # own-image relevance, the default
     if limit is not None:
-        evalset = _first_images(evalset, limit)
-    image_of_query = _own_images(evalset)
+        evalset = first_images(evalset, limit)
+    image_of_query = own_images(evalset)
     tuning, held_out, groups = split_by_caption_group(evalset, image_of_query, seed, held_out_fraction)
     say(f"{evalset.name}: {len(evalset.images)} images in {groups} caption groups; tuning "
         f"{len(tuning[0])} images / {len(tuning[1])} queries, held out {len(held_out[0])} / {len(held_out[1])}")
@@ -191,7 +191,7 @@ def _tune_variant(model, name, log_probs, evalset, image_of_query, tuning, held_
     classes = ResNet50_Weights.DEFAULT.meta["categories"]
     per_template = {t: model.embed_documents([t.format(c) for c in classes])
                     for t in dict.fromkeys(t for templates in prompt_sets.values() for t in templates)}
-    class_matrices = {label: _class_matrix([per_template[t] for t in templates])
+    class_matrices = {label: prompt_matrix([per_template[t] for t in templates])
                       for label, templates in prompt_sets.items()}
     text_s = time.perf_counter() - t0
     say(f"bridge:{name}: {len(queries)} queries and {len(prompt_sets)} prompt sets embedded in {text_s:.1f} s")
@@ -207,16 +207,16 @@ def _tune_variant(model, name, log_probs, evalset, image_of_query, tuning, held_
     for resize, temperature, top_k, label in itertools.product(resizes, temperatures, top_ks, prompt_sets):
         settings = {"resize": resize, "temperature": float(temperature), "top_k": int(top_k),
                     "prompts": list(prompt_sets[label])}
-        grid.append({"settings": settings, "prompt_set": label, "tuning": _figures(hits(settings, tuning))})
+        grid.append({"settings": settings, "prompt_set": label, "tuning": recall_figures(hits(settings, tuning))})
     grid_s = time.perf_counter() - t0
     best = max(range(len(grid)), key=lambda i: (grid[i]["tuning"]["mean_recall"],
                                                 grid[i]["settings"] == default, -i))
     chosen = grid[best]["settings"]
     chosen_hits, default_hits = hits(chosen, held_out), hits(default, held_out)
-    reported = {"chosen": _figures(chosen_hits, resamples), "default": _figures(default_hits, resamples)}
+    reported = {"chosen": recall_figures(chosen_hits, resamples), "default": recall_figures(default_hits, resamples)}
     result = {
         "chosen": chosen, "default": default, "chosen_is_default": chosen == default,
-        "tuning": {"chosen": grid[best]["tuning"], "default": _figures(hits(default, tuning))},
+        "tuning": {"chosen": grid[best]["tuning"], "default": recall_figures(hits(default, tuning))},
         "held_out": reported,
         "held_out_chosen_minus_default": {
             f"recall@{k}": paired_comparison(chosen_hits[:, j], default_hits[:, j], resamples, DEFAULT_SEED)
@@ -251,7 +251,7 @@ def class_log_probabilities(models: dict, paths: list[str], resizes: Sequence[st
                 rows[(name, r)].append(model.class_probabilities(batch))
     tiny = np.finfo(np.float32).tiny
     arrays = {f"{name}/{r}": np.log(np.maximum(np.concatenate(chunks), tiny)) for (name, r), chunks in rows.items()}
-    _save_quietly(path, arrays)
+    save_quietly(path, arrays)
     return {name: {r: torch.from_numpy(arrays[f"{name}/{r}"]) for r in resizes} for name in models}, False
 
 
@@ -266,7 +266,7 @@ def _cache_key(models: dict, paths: list[str], resizes: Sequence[str]) -> str:
     return digest.hexdigest()[:20]
 
 
-def _save_quietly(path: str, arrays: dict) -> None:
+def save_quietly(path: str, arrays: dict) -> None:
     """Via a temporary name, so a concurrent reader never sees half a file; a read-only cache
     dir costs the next run its minutes, not this one its result."""
     try:
@@ -278,7 +278,7 @@ def _save_quietly(path: str, arrays: dict) -> None:
         pass
 
 
-def _class_matrix(per_template: list[np.ndarray]) -> torch.Tensor:
+def prompt_matrix(per_template: list[np.ndarray]) -> torch.Tensor:
     """Per class, the mean of its prompts' unit embeddings, renormalised (as the bridge builds it)."""
     mean = np.mean(per_template, axis=0)
     return torch.from_numpy((mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32))
@@ -293,16 +293,26 @@ def split_hits(vectors: np.ndarray, queries: np.ndarray, image_of_query: list[in
                split: tuple[list[int], list[int]]) -> np.ndarray:
     """(queries of the split) x len(KS) 0/1 hits: the own image's rank among the split's images,
     ties counted against the model, at most k. Scores are float64 sums rounded to float32."""
+    return hits_of_scores(split_scores(vectors, queries, split).astype(np.float32), image_of_query, split)
+
+
+def split_scores(vectors: np.ndarray, queries: np.ndarray, split: tuple[list[int], list[int]]) -> np.ndarray:
+    """(queries of the split) x (images of the split) inner products, summed in float64."""
+    images, query_ids = split
+    return queries[query_ids].astype(np.float64) @ vectors[images].astype(np.float64).T
+
+
+def hits_of_scores(scores: np.ndarray, image_of_query: list[int], split: tuple[list[int], list[int]]) -> np.ndarray:
+    """split_hits from the split's score matrix (rows: its queries, columns: its images)."""
     images, query_ids = split
     position = {image: j for j, image in enumerate(images)}
-    scores = (queries[query_ids].astype(np.float64) @ vectors[images].astype(np.float64).T).astype(np.float32)
     own = np.array([position[image_of_query[q]] for q in query_ids])
     own_scores = scores[np.arange(len(query_ids)), own]
     ranks = (scores >= own_scores[:, None]).sum(axis=1)  # the own image counts itself once
     return np.stack([(ranks <= k) for k in KS], axis=1).astype(np.float64)
 
 
-def _figures(hits: np.ndarray, resamples: int | None = None) -> dict:
+def recall_figures(hits: np.ndarray, resamples: int | None = None) -> dict:
     figures = {f"recall@{k}": float(hits[:, j].mean()) for j, k in enumerate(KS)}
     figures["mean_recall"] = float(hits.mean())
     figures["queries"] = len(hits)
@@ -312,7 +322,7 @@ def _figures(hits: np.ndarray, resamples: int | None = None) -> dict:
     return figures
 
 
-def _own_images(evalset: EvalSet) -> list[int]:
+def own_images(evalset: EvalSet) -> list[int]:
     position = {path: i for i, path in enumerate(evalset.images)}
     own = []
     for query in evalset.queries:
@@ -322,7 +332,7 @@ def _own_images(evalset: EvalSet) -> list[int]:
     return own
 
 
-def _first_images(evalset: EvalSet, limit: int) -> EvalSet:
+def first_images(evalset: EvalSet, limit: int) -> EvalSet:
     kept = set(evalset.images[:limit])
     queries = [q for q in evalset.queries if set(q.relevant) <= kept]
     return EvalSet(evalset.name, evalset.format, evalset.root, evalset.images[:limit], queries,

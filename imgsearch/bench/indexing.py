@@ -9,7 +9,9 @@ PNGs made from real images):
             reference for every cosine.
   forward:  the model alone on pre-made tensors at the pipeline's batch size, for each
             precision, in a fresh child process like the pipeline's (bench/index_child.py):
-            the compute ceiling the pipeline can at best reach. In the parent, beside the
+            the compute ceiling the pipeline can at best reach. Each run times >= forward_min_s
+            seconds of forward passes (cycling over FORWARD_BATCHES batches): three batches,
+            under a second, read anywhere from 80 to 120 img/s on one shared machine. In the parent, beside the
             naive loop's decodes and a model per precision, one run measured bf16 at 7.4
             img/s while the whole pipeline in a child reached 22-33.
   pipeline: imgsearch.indexer.index_folder into a fresh index dir, for each precision, in a
@@ -20,6 +22,10 @@ The arms are interleaved over `rounds` rounds (bench/rounds.py): every round run
 once, in an order that rotates, and every ratio is taken within a round. Each figure is then
 reported as the median and spread of its rounds, next to the rounds themselves. Every arm is
 warmed up at the batch size it is timed at (naive: 1; forward and pipeline: batch_size).
+Beside wall time, the forward and pipeline arms record their process's CPU time (all threads):
+CPU ms per image, and pipeline_over_forward_cpu = forward's CPU ms per image over the
+pipeline's, the ratio the two would reach with the cores to themselves and kept busy, which
+moves less than wall time when other processes share the machine.
 
 Whether peak RSS grows with the folder is measured on corpora of small PNGs of each size in
 rss_images, one run each (a memory figure, not a timing), with a probe model
@@ -37,21 +43,25 @@ is a figure over the rounds, {"median", "min", "max", "spread", "n"} (rounds.fig
      "machine": bench/machine.py's facts (CPU model and flags, threads, libraries, load average
                 at start and end),
      "corpus":  {"n_images", "camera_jpegs", "small_pngs", "camera_size", "bytes", "build_s"},
+     "stages":  {"per_kind": {EXT: {"files", "decode_ms", "pixels_ms"}}, "per_image": {"decode_ms",
+                 "pixels_ms"}}: CPU ms of the decode workers' two steps on one thread (stage_costs),
      "model":   {"spec", "dim", "weight_bytes"},
      "rounds":  [{"order": [arm, ...], "load_average",
                   "naive": {"images_per_s", "seconds"},
-                  "forward": {PRECISION: {"images_per_s", "seconds", "batches"}},
-                  "pipeline": {PRECISION: {"images_per_s", "seconds", "embedded", "skipped",
+                  "forward": {PRECISION: {"images_per_s", "seconds", "batches", "cpu_seconds",
+                                          "cpu_ms_per_image", "cores_busy"}},
+                  "pipeline": {PRECISION: {"images_per_s", "seconds", "cpu_seconds", "cpu_ms_per_image",
+                                           "cores_busy", "embedded", "skipped",
                                            "peak_rss_bytes", "rss_before_index_bytes",
                                            "peak_growth_bytes", "peak_reset", "index_bytes_per_image"}},
                   "ratios": {PRECISION: {"forward_over_naive", "pipeline_over_naive",
-                                         "pipeline_over_forward"}}}],
+                                         "pipeline_over_forward", "pipeline_over_forward_cpu"}}}],
      "naive":   {"label", "batch_size", FIGURE: S, ..., "cosine_between_images"},
      "forward": {PRECISION: {"label", "batch_size", "screen_images_per_s", FIGURE: S, ..., "cosine_to_fp32"}},
      "pipeline": {PRECISION: {"label", FIGURE: S, ..., "peak_reset", "cosine_to_naive",
                               "cosine_to_pipeline_fp32"} | {"not_run": reason}},
      "ratios":  {PRECISION: {RATIO: S}},         # the medians of the per-round ratios
-     "peak_rss": [{"n_images", "seconds", "embedded", "skipped", "peak_rss_bytes",
+     "peak_rss": [{"n_images", "seconds", "cpu_seconds", "embedded", "skipped", "peak_rss_bytes",
                    "rss_before_index_bytes", "peak_growth_bytes", "peak_reset"}],
      "total_s"}
 
@@ -89,9 +99,10 @@ DEFAULT_IMAGES = 512
 DEFAULT_BATCH = 32
 DEFAULT_ROUNDS = MIN_ROUNDS
 RSS_IMAGES = (1000, 10_000)
-FORWARD_BATCHES = 3  # timed batches per round of the forward arm ...
-FORWARD_BUDGET_S = 30.0  # ... fewer once this is spent: one bf16 batch on a CPU without
-# bf16 units takes tens of seconds
+FORWARD_BATCHES = 3  # distinct batches of tensors the forward arm cycles over ...
+FORWARD_MIN_S = 10.0  # ... until this many seconds of forward passes are timed ...
+FORWARD_BUDGET_S = 30.0  # ... and never past this: one bf16 batch on a CPU without bf16
+# units takes tens of seconds
 SLOW_PRECISION = 2.0  # the pipeline does not run a precision whose forward is this much slower than fp32
 INDEX_CHILD = "imgsearch.bench.index_child"
 
@@ -115,6 +126,7 @@ def run_indexing_bench(
     pipeline_precisions: Sequence[str] | None = None,
     rss_images: Sequence[int] = RSS_IMAGES,
     cache_dir: str | None = None,
+    forward_min_s: float = FORWARD_MIN_S,
 ) -> dict:
     """Measure the three arms over `rounds` interleaved rounds on one corpus of n_images; see
     the module docstring.
@@ -125,6 +137,7 @@ def run_indexing_bench(
     SLOW_PRECISION times slower than fp32's (bf16 on a CPU without bf16 units runs ~10x
     slower, and nobody would index with it).
     rss_images: corpus sizes for the peak-RSS runs; empty to skip them.
+    forward_min_s: seconds of forward passes each forward-arm run times at least.
     cache_dir: where corpora and the default model live; default the imgsearch cache dir.
     """
     unknown = [p for p in precisions if p not in CONCRETE_PRECISIONS]
@@ -146,6 +159,7 @@ def run_indexing_bench(
     corpus = corpus_facts(paths, time.perf_counter() - corpus_started)
     spec = given_spec or save_random_openclip(os.path.join(root, "models"), BENCH_ARCH)
     fp32_model = get_model(spec, precision="fp32")
+    stages = stage_costs(fp32_model, paths)
     work = tempfile.TemporaryDirectory(prefix="imgsearch-bench-tensors-")
     tensors_file = os.path.join(work.name, "tensors.pt")
     torch.save(pipeline_tensors(fp32_model, paths, batch_size * FORWARD_BATCHES), tensors_file)
@@ -168,7 +182,8 @@ def run_indexing_bench(
             if kind == "naive":
                 entry["naive"], vectors = naive_loop(fp32_model, paths)
             elif kind == "forward":
-                entry["forward"][precision], vectors = forward_run(tensors_file, spec, precision, batch_size)
+                entry["forward"][precision], vectors = forward_run(tensors_file, spec, precision, batch_size,
+                                                                   forward_min_s)
             else:
                 entry["pipeline"][precision], vectors = pipeline_run(
                     folder, spec, precision, batch_size, workers, len(paths), read_vectors=r == 0)
@@ -219,11 +234,13 @@ def run_indexing_bench(
     return {
         "config": {"model_spec": model_spec, "spec": spec, "n_images": n_images, "precisions": list(precisions),
                    "pipeline_precisions": chosen, "batch_size": batch_size, "workers": workers, "rounds": rounds,
-                   "forward_batches": FORWARD_BATCHES, "forward_budget_s": FORWARD_BUDGET_S,
+                   "forward_batches": FORWARD_BATCHES, "forward_min_s": forward_min_s,
+                   "forward_budget_s": FORWARD_BUDGET_S,
                    "rss_images": list(rss_images), "rss_model": "probe: " + json.dumps(RSS_PROBE_CFG["vision_cfg"]),
                    "corpus_folder": folder},
         "machine": finish(machine),
         "corpus": corpus,
+        "stages": stages,
         "model": {"spec": spec, "dim": fp32_model.dim, "weight_bytes": weight_bytes(fp32_model)},
         "rounds": measured,
         "naive": naive,
@@ -247,9 +264,11 @@ def round_ratios(entry: dict) -> dict:
     for precision, forward in entry["forward"].items():
         ratios = {"forward_over_naive": _ratio(forward["images_per_s"], naive)}
         if precision in entry["pipeline"]:
-            speed = entry["pipeline"][precision]["images_per_s"]
-            ratios |= {"pipeline_over_naive": _ratio(speed, naive),
-                       "pipeline_over_forward": _ratio(speed, forward["images_per_s"])}
+            pipeline = entry["pipeline"][precision]
+            ratios |= {"pipeline_over_naive": _ratio(pipeline["images_per_s"], naive),
+                       "pipeline_over_forward": _ratio(pipeline["images_per_s"], forward["images_per_s"]),
+                       "pipeline_over_forward_cpu": _ratio(forward["cpu_ms_per_image"],
+                                                           pipeline["cpu_ms_per_image"])}
         out[precision] = ratios
     return out
 
@@ -275,6 +294,29 @@ def naive_loop(model: EmbeddingModel, paths: list[str]) -> tuple[dict, dict[str,
     return {"images_per_s": _rate(len(paths), seconds), "seconds": seconds}, vectors
 
 
+def stage_costs(model: EmbeddingModel, paths: list[str]) -> dict:
+    """CPU ms per file of the two steps decode workers run, on this thread alone: read, hash and
+    decode at the model's side, then the model's pixels() (resize, crop, uint8); per kind of
+    file and per image of the corpus. What the pipeline can hide beside the forward pass is
+    bounded by them."""
+    kinds: dict[str, dict] = {}
+    for path in paths:
+        begun = time.thread_time()
+        image = read_and_decode(path, model.input_side).image
+        decoded = time.thread_time()
+        model.pixels(image)
+        done = time.thread_time()
+        kind = kinds.setdefault(os.path.splitext(path)[1].lstrip("."), {"files": 0, "decode_ms": 0.0, "pixels_ms": 0.0})
+        kind["files"] += 1
+        kind["decode_ms"] += 1000 * (decoded - begun)
+        kind["pixels_ms"] += 1000 * (done - decoded)
+    total = {key: sum(k[key] for k in kinds.values()) / len(paths) for key in ("decode_ms", "pixels_ms")}
+    for kind in kinds.values():
+        kind["decode_ms"] /= kind["files"]
+        kind["pixels_ms"] /= kind["files"]
+    return {"per_kind": kinds, "per_image": total}
+
+
 def pipeline_tensors(model: EmbeddingModel, paths: list[str], n: int) -> torch.Tensor:
     """n preprocessed images, decoded as the indexer decodes them (cycling when n > len(paths))."""
     return torch.stack([model.preprocess(read_and_decode(paths[i % len(paths)]).image) for i in range(n)])
@@ -283,20 +325,21 @@ def pipeline_tensors(model: EmbeddingModel, paths: list[str], n: int) -> torch.T
 def forward_screen(tensors_file: str, spec: str, precision: str, batch_size: int) -> float:
     """images/s of one batch after the warm-up batch, in a child: enough to tell a precision
     10x slower than fp32."""
-    figures, _ = forward_run(tensors_file, spec, precision, batch_size, budget_s=0.0)
+    figures, _ = forward_run(tensors_file, spec, precision, batch_size, min_s=0.0, budget_s=0.0)
     return figures["images_per_s"]
 
 
-def forward_run(tensors_file: str, spec: str, precision: str, batch_size: int,
+def forward_run(tensors_file: str, spec: str, precision: str, batch_size: int, min_s: float = FORWARD_MIN_S,
                 budget_s: float = FORWARD_BUDGET_S) -> tuple[dict, np.ndarray]:
     """The model alone on the saved tensors, in a fresh child process (bench/index_child.py),
-    warmed up at batch_size; the vectors of the timed batches."""
+    warmed up at batch_size, timed over >= min_s seconds; the vectors of one pass."""
     with tempfile.TemporaryDirectory(prefix="imgsearch-bench-forward-") as folder:
         vectors_file = os.path.join(folder, "vectors.npy")
-        child = run_module(INDEX_CHILD, ["forward", tensors_file, spec, precision, batch_size, budget_s, vectors_file])
+        child = run_module(INDEX_CHILD, ["forward", tensors_file, spec, precision, batch_size, min_s, budget_s,
+                                         vectors_file])
         vectors = np.load(vectors_file)
     return {"images_per_s": _rate(child["images"], child["seconds"]), "seconds": child["seconds"],
-            "batches": child["batches"]}, vectors
+            "batches": child["batches"], "cpu_seconds": child["cpu_seconds"], **_cpu_figures(child, child["images"])}, vectors
 
 
 def pipeline_run(folder: str, spec: str, precision: str, batch_size: int, workers: int | None,
@@ -307,7 +350,7 @@ def pipeline_run(folder: str, spec: str, precision: str, batch_size: int, worker
         vectors = stored_vectors(index_dir, spec) if read_vectors else None
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(index_dir) for f in files)
     return {"images_per_s": _rate(child["embedded"], child["seconds"]), **child,
-            "index_bytes_per_image": size / max(1, n_images)}, vectors
+            **_cpu_figures(child, child["embedded"]), "index_bytes_per_image": size / max(1, n_images)}, vectors
 
 
 def stored_vectors(index_dir: str, spec: str) -> dict[str, np.ndarray]:
@@ -333,7 +376,8 @@ def index_in_child(folder: str, spec: str, index_dir: str, precision: str, batch
                    workers: int | None) -> dict:
     """index_folder in a child process, the model loaded and warmed up first (bench/index_child.py)."""
     child = run_module(INDEX_CHILD, ["index", folder, spec, index_dir, precision, batch_size, workers])
-    return {"seconds": child["seconds"], "embedded": child["embedded"], "skipped": child["skipped"],
+    return {"seconds": child["seconds"], "cpu_seconds": child["cpu_seconds"], "embedded": child["embedded"],
+            "skipped": child["skipped"],
             "peak_rss_bytes": child["peak_kb"] * 1024, "rss_before_index_bytes": child["before_kb"] * 1024,
             "peak_growth_bytes": (child["peak_kb"] - child["before_kb"]) * 1024, "peak_reset": child["peak_reset"]}
 
@@ -372,6 +416,12 @@ def fast_precisions(speeds: dict[str, float]) -> list[str]:
 def _slow_reason(speeds: dict[str, float], precision: str) -> str:
     slower = speeds["fp32"] / max(speeds[precision], 1e-9)
     return f"forward pass {slower:.1f}x slower than fp32 on this CPU"
+
+
+def _cpu_figures(child: dict, images: int) -> dict:
+    """CPU time per image, and the cores busy on average (CPU seconds over wall seconds)."""
+    return {"cpu_ms_per_image": 1000 * child["cpu_seconds"] / max(1, images),
+            "cores_busy": _ratio(child["cpu_seconds"], child["seconds"])}
 
 
 def _rate(n: int, seconds: float) -> float:

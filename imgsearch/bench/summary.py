@@ -69,9 +69,15 @@ def indexing_lines(result: dict) -> list[str]:
              f"{corpus['n_images']} images ({corpus['camera_jpegs']} camera JPEGs, {corpus['small_pngs']} small PNGs), "
              f"{config['spec']}; median (min-max) of {config['rounds']} interleaved rounds",
              f"  (a) {result['naive']['label']}: {_figure(result['naive']['images_per_s'])} img/s"]
+    stages = result.get("stages")
+    if stages:
+        lines.append("  decode workers, CPU ms per file on one thread: " + ", ".join(
+            f"{ext} decode {k['decode_ms']:.1f} + pixels {k['pixels_ms']:.1f}" for ext, k in stages["per_kind"].items())
+            + f"; per image {stages['per_image']['decode_ms']:.1f} + {stages['per_image']['pixels_ms']:.1f}")
     for precision, forward in result["forward"].items():
         cosine = forward["cosine_to_fp32"]
-        lines.append(f"  (b) {forward['label']}: {_figure(forward['images_per_s'])} img/s, (b)/(a) "
+        lines.append(f"  (b) {forward['label']}: {_figure(forward['images_per_s'])} img/s, "
+                     f"{_figure(forward.get('cpu_ms_per_image'), 1)} CPU ms/image, (b)/(a) "
                      f"{_figure(result['ratios'][precision].get('forward_over_naive'))}"
                      + (f", cosine to fp32 mean {cosine['mean']:.5f}" if cosine else ""))
     for precision, run in result["pipeline"].items():
@@ -80,8 +86,10 @@ def indexing_lines(result: dict) -> list[str]:
             continue
         ratios = result["ratios"][precision]
         lines.append(f"  (c) {run['label']}: {_figure(run['images_per_s'])} img/s, "
+                     f"{_figure(run.get('cpu_ms_per_image'), 1)} CPU ms/image, "
                      f"(c)/(a) {_figure(ratios.get('pipeline_over_naive'))}, "
-                     f"(c)/(b) {_figure(ratios.get('pipeline_over_forward'), 3)}, cosine to naive fp32 mean "
+                     f"(c)/(b) {_figure(ratios.get('pipeline_over_forward'), 3)} "
+                     f"(in CPU ms/image {_figure(ratios.get('pipeline_over_forward_cpu'), 3)}), cosine to naive fp32 mean "
                      f"{run['cosine_to_naive']['mean']:.5f} min {run['cosine_to_naive']['min']:.5f}, "
                      f"{run['index_bytes_per_image']['median']:.0f} index bytes/image")
     for rss in result.get("peak_rss", []):

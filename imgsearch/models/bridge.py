@@ -29,7 +29,6 @@ from PIL import Image
 from torchvision.models import ResNet50_Weights
 
 from ..config import cache_dir
-from ..decode import open_image
 from ..errors import ModelUnavailable, UsageError
 from . import text_encoders
 from .base import EmbeddingModel, ModelFamily, cast
@@ -145,6 +144,7 @@ class BridgeModel(EmbeddingModel):
         self.device, self.precision = device, precision
         variant, encoder = split(name)
         self.variant = VARIANTS[variant]
+        self.input_side = self.variant.size  # the whole image fits inside size x size
         side = ENSEMBLES.get(encoder)
         self.prompts = side.prompts if side else PROMPTS
         self.temperature = side.temperature if side else self.variant.temperature
@@ -169,8 +169,8 @@ class BridgeModel(EmbeddingModel):
         return torch.cat([m * w ** 0.5 for m, w in zip(self._part_embeddings, self.weights)], dim=1)
 
     # -- hooks ------------------------------------------------------------------------------
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """Fit the whole image inside size x size keeping its aspect, pad with white."""
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """Fit the whole image inside size x size keeping its aspect, pad with white: uint8 CHW."""
         size = self.variant.size
         scale = size / max(image.size)
         fitted = image.resize(
@@ -178,8 +178,10 @@ class BridgeModel(EmbeddingModel):
         )
         canvas = Image.new("RGB", (size, size), PAD_COLOUR)
         canvas.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2))
-        pixels = torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        return (pixels - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+        return torch.from_numpy(np.array(canvas, dtype=np.uint8)).permute(2, 0, 1)
+
+    def scale_pixels(self, batch: torch.Tensor) -> torch.Tensor:
+        return (batch.float() / 255.0 - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
 
     def preprocess_config(self) -> dict:
         return {
@@ -216,7 +218,7 @@ class BridgeModel(EmbeddingModel):
     def class_probabilities(self, images: list) -> np.ndarray:
         """ImageNet class probabilities (softmax at T=1, all classes) of images or paths: what
         the classifier sees, for suggesting queries about a collection."""
-        batch = torch.stack([self.preprocess(open_image(x) if isinstance(x, str) else x) for x in images])
+        batch = self.scale_pixels(torch.stack([self.pixels(self.open(x) if isinstance(x, str) else x) for x in images]))
         dtype = next(self._classifier.parameters()).dtype
         return self._classifier(batch.to(self.device, dtype)).float().softmax(-1).cpu().numpy()
 

@@ -172,7 +172,7 @@ class HfModel(EmbeddingModel):
     def config_dim(config: PretrainedConfig) -> int:
         return config.projection_dim
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
+    def pixels(self, image: Image.Image) -> torch.Tensor:
         return self._processor(images=image, return_tensors="pt")["pixel_values"][0]
 
     def preprocess_config(self) -> dict:
@@ -256,7 +256,7 @@ class NaflexEncoder(SiglipEncoder):
     # of the compute.
     keep_fp32 = ("vision_model.embeddings.patch_embedding",)
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
+    def pixels(self, image: Image.Image) -> torch.Tensor:
         out = self._processor(images=image, return_tensors="pt")
         patches, mask, grid = out["pixel_values"][0], out["pixel_attention_mask"][0], out["spatial_shapes"][0]
         extra = torch.cat([mask[:, None], grid.expand(len(mask), 2)], dim=1).to(patches.dtype)

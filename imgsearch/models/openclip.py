@@ -14,6 +14,7 @@ import logging
 import os
 import warnings
 
+import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from open_clip.transformer import (
     text_global_pool,
 )
 from PIL import Image
+from torchvision import transforms
 
 from ..errors import ModelUnavailable, UsageError, first_line
 from . import languages
@@ -169,11 +171,19 @@ class OpenClipModel(EmbeddingModel):
                     block.mlp.c_fc.int8_original_dtype = torch.float32
         self._fingerprint = self._weights_fingerprint(name)  # now, while the files are the ones loaded
         self._preprocess = preprocess
+        self._to_uint8, self._to_float = _split_at_to_tensor(preprocess)
         self._preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(model))
+        size = self._preprocess_cfg.get("size")
+        self.input_side = (max(size) if isinstance(size, (tuple, list)) else size) or self.input_side
         self.dim = int(self.embed_query("a").shape[0])
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return self._preprocess(image)
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        if self._to_float is None:
+            return self._preprocess(image)
+        return torch.from_numpy(np.array(self._to_uint8(image), dtype=np.uint8)).permute(2, 0, 1)
+
+    def scale_pixels(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch if self._to_float is None else self._to_float(batch.float().div(255))
 
     def preprocess_config(self) -> dict:
         cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in self._preprocess_cfg.items()}
@@ -273,3 +283,14 @@ class _quiet_logging:
 
     def __exit__(self, *exc):
         logging.disable(self._level)
+
+
+def _split_at_to_tensor(transform) -> tuple:
+    """open_clip's Compose [PIL steps..., to-tensor, Normalize] -> (the PIL steps, Normalize),
+    so that decode workers stop at uint8 pixels; (None, None) for any other shape. to_tensor's
+    own float(x) / 255 is redone on the batch: the same float32 operations, the same bits."""
+    steps = list(getattr(transform, "transforms", []))
+    names = [type(t).__name__ for t in steps]
+    if len(names) < 2 or names[-2] not in ("MaybeToTensor", "ToTensor") or names[-1] != "Normalize":
+        return None, None
+    return transforms.Compose(steps[:-2]), steps[-1]
