@@ -69,16 +69,18 @@ def bench_indexing(model, n_images, precisions, batch_size, rounds, skip_rss, ou
               help="Collection sizes (repeatable) [default: 10000 100000 1000000].")
 @click.option("--dim", default=512, show_default=True, type=click.IntRange(2, 8192))
 @click.option("--index", "factories", multiple=True, metavar="FACTORY",
-              help="index_factory strings to measure (repeatable; {nlist} and {pq_m} are filled per N).")
+              help="index_factory strings to measure (repeatable; {nlist} and {pq_m} are filled per N); "
+                   "the automatic index is always measured, and `auto` alone measures only it.")
 @click.option("--queries", "n_queries", default=1000, show_default=True, type=click.IntRange(10, 100_000))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
 @output_options()
 def bench_search(ns, dim, factories, n_queries, out_file, output):
     """FAISS index types vs exact search vs an rclip-style numpy baseline, on clustered vectors."""
-    for factory in factories:
+    named = tuple(f for f in factories if f != "auto")
+    for factory in named:
         validate_factory(factory.replace("{nlist}", "64").replace("{pq_m}", "8"), dim)
     kwargs = {"ns": tuple(ns)} if ns else {}
-    result = run_search_bench(dim=dim, factories=tuple(factories) or None, n_queries=n_queries,
+    result = run_search_bench(dim=dim, factories=named if factories else None, n_queries=n_queries,
                               progress=status_line, **kwargs)
     _bench_output(result, out_file, output, search_lines)
 

@@ -184,3 +184,16 @@ def test_rclip_style_baseline_is_an_exact_top_k():
     query = rng.standard_normal(8, dtype=np.float32)
     ids = np.arange(100, 150)
     assert rclip_style_top_k(vectors, ids, query, 3) == ids[np.argsort(-(vectors @ query))[:3]].tolist()
+
+
+def test_index_auto_on_the_command_line_measures_the_automatic_index_alone():
+    from click.testing import CliRunner
+
+    from imgsearch.cli import cli
+
+    out = CliRunner().invoke(cli, ["bench", "search", "--n", "2000", "--dim", "64", "--queries", "10",
+                                   "--index", "auto", "--json"])
+    assert out.exit_code == 0, out.output
+    (run,) = json.loads(out.stdout)["runs"]
+    assert run["factories"] == ["Flat"]  # auto at 2000 vectors is Flat; nothing else was asked for
+    assert [b["factory"] for b in run["builds"]] == ["Flat"]

@@ -202,7 +202,7 @@ def run_search_bench(
         raise UsageError(f"need sizes, queries and k >= 1 and a gap similarity in (0, 1), got ns={list(ns)}, "
                          f"{n_queries} queries, k={k}, gap similarity {gap_similarity}")
     say = progress or (lambda line: None)
-    templates = list(factories or DEFAULT_FACTORIES)
+    templates = list(DEFAULT_FACTORIES if factories is None else factories)
     threads = threads or os.cpu_count() or 1
     previous_threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads)
