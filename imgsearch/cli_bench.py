@@ -16,7 +16,6 @@ from .bench.filtered import DEFAULT_FACTORIES as DEFAULT_FILTER_FACTORIES
 from .bench.filtered import DEFAULT_FRACTIONS as DEFAULT_FILTER_FRACTIONS
 from .bench.filtered import filter_lines, run_filter_bench
 from .bench.indexing import run_indexing_bench
-from .bench.language_tuning import DEFAULT_VARIANTS as DEFAULT_LANGUAGE_TUNING_VARIANTS
 from .bench.language_tuning import LANGS as DEFAULT_TUNING_LANGS
 from .bench.language_tuning import language_tuning_lines, run_language_tuning
 from .bench.query import DEFAULT_PRECISIONS as DEFAULT_QUERY_PRECISIONS
@@ -255,7 +254,7 @@ def bench_language_tuning(dataset, langs, variants, seed, held_out, resamples, o
     """
     result = run_language_tuning(dataset, tuple(langs) or DEFAULT_TUNING_LANGS, seed=seed, held_out_fraction=held_out,
                                  resamples=resamples, progress=status_line,
-                                 variants=tuple(variants) or DEFAULT_LANGUAGE_TUNING_VARIANTS)
+                                 variants=tuple(variants) or DEFAULT_TUNING_VARIANTS)
     _bench_output(result, out_file, output, language_tuning_lines)
 
 

@@ -31,6 +31,7 @@ ensemble's setting, rebuilt this way, gives the real model's image and query vec
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -48,15 +49,14 @@ from ..models import get_model, text_encoders
 from ..models.bridge import VARIANTS, split
 from ..stats import (DEFAULT_RESAMPLES, DEFAULT_SEED, INTERVAL_METHOD, TEST_METHOD, bootstrap_means,
                      paired_comparison, percentile_interval)
-from .bridge_tuning import (HELD_OUT_FRACTION, KS, PROMPT_SETS as BRIDGE_PROMPT_SETS, SPLIT_SEED, TEMPERATURES,
-                            TOP_KS, class_log_probabilities, first_images, hits_of_scores, image_vectors,
-                            own_images, prompt_matrix, recall_figures, save_quietly, split_by_caption_group,
-                            split_scores)
+from .bridge_tuning import (DEFAULT_VARIANTS, HELD_OUT_FRACTION, KS, PROMPT_SETS as BRIDGE_PROMPT_SETS, SPLIT_SEED,
+                            TEMPERATURES, TOP_KS, class_log_probabilities, first_images, hits_of_scores,
+                            image_vectors, own_images, prompt_matrix, recall_figures, save_quietly,
+                            split_by_caption_group, split_scores)
 from .machine import finish, machine_facts
 from .summary import machine_line
 
 LANGS = ("en", "fr", "de", "es", "it", "pt", "nl")
-DEFAULT_VARIANTS = ("lite0", "lite2")
 USE_WEIGHTS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)  # USE-m3's weight beside e5; e5 gets the rest
 PROMPT_SETS = {
     **BRIDGE_PROMPT_SETS,
@@ -235,7 +235,7 @@ class TextSide:
         self.queries, self.templates = {}, {}
         classes = ResNet50_Weights.DEFAULT.meta["categories"]
         for name in encoders:
-            encoder = _Lazy(name)
+            encoder = functools.cache(functools.partial(text_encoders.load, name))  # loaded on first use only
             identity = _encoder_identity(name)
             self.queries[name] = {
                 lang: self._cached(identity, "queries", lines, lambda lines=lines: np.concatenate(
@@ -260,17 +260,6 @@ class TextSide:
         vectors = compute()
         save_quietly(path, {"vectors": vectors})
         return vectors
-
-
-class _Lazy:
-    """An encoder loaded on first use: a run whose vectors are all cached loads none."""
-
-    def __init__(self, name: str):
-        self.name, self.encoder = name, None
-
-    def __call__(self) -> text_encoders.TextEncoder:
-        self.encoder = self.encoder or text_encoders.load(self.name)
-        return self.encoder
 
 
 def _encoder_identity(name: str) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.models import ResNet50_Weights
+from torchvision.transforms import functional as TF
 
 from ..config import cache_dir
 from ..errors import ModelUnavailable, UsageError
@@ -178,10 +179,10 @@ class BridgeModel(EmbeddingModel):
         )
         canvas = Image.new("RGB", (size, size), PAD_COLOUR)
         canvas.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2))
-        return torch.from_numpy(np.array(canvas, dtype=np.uint8)).permute(2, 0, 1)
+        return TF.pil_to_tensor(canvas)
 
     def scale_pixels(self, batch: torch.Tensor) -> torch.Tensor:
-        return (batch.float() / 255.0 - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+        return TF.normalize(batch.float() / 255.0, MEAN, STD)
 
     def preprocess_config(self) -> dict:
         return {

@@ -14,7 +14,6 @@ import logging
 import os
 import warnings
 
-import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
@@ -180,7 +179,7 @@ class OpenClipModel(EmbeddingModel):
     def pixels(self, image: Image.Image) -> torch.Tensor:
         if self._to_float is None:
             return self._preprocess(image)
-        return torch.from_numpy(np.array(self._to_uint8(image), dtype=np.uint8)).permute(2, 0, 1)
+        return transforms.functional.pil_to_tensor(self._to_uint8(image))
 
     def scale_pixels(self, batch: torch.Tensor) -> torch.Tensor:
         return batch if self._to_float is None else self._to_float(batch.float().div(255))
